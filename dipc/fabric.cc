@@ -1,0 +1,301 @@
+#include "dipc/fabric.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <rdma/fabric.h>
+#include <rdma/fi_cm.h>
+#include <rdma/fi_domain.h>
+#include <rdma/fi_endpoint.h>
+#include <rdma/fi_eq.h>
+#include <rdma/fi_errno.h>
+
+#include <cstdlib>
+#include <cstring>
+
+namespace ferry::dipc {
+namespace {
+
+constexpr uint32_t kFabricVersion = FI_VERSION(1, 17);
+
+std::string fi_error(const std::string& what, int rc) {
+  return what + ": " + fi_strerror(rc < 0 ? -rc : rc);
+}
+
+void close_fid(fid* f) {
+  if (f) fi_close(f);
+}
+
+}  // namespace
+
+struct FabricEndpoint::Impl {
+  fi_info* info = nullptr;
+  fid_fabric* fabric = nullptr;
+  fid_domain* domain = nullptr;
+  fid_cq* cq = nullptr;
+  fid_av* av = nullptr;
+  fid_ep* ep = nullptr;
+  size_t max_message = 0;
+
+  struct RecvSlot {
+    fi_context2 ctx;  // first: completions hand back its address
+    std::byte* buf = nullptr;
+  };
+  std::vector<RecvSlot> slots;
+  std::byte* arena = nullptr;
+
+  ~Impl() {
+    close_fid(ep ? &ep->fid : nullptr);
+    close_fid(av ? &av->fid : nullptr);
+    close_fid(cq ? &cq->fid : nullptr);
+    close_fid(domain ? &domain->fid : nullptr);
+    close_fid(fabric ? &fabric->fid : nullptr);
+    if (info) fi_freeinfo(info);
+    std::free(arena);
+  }
+
+  int post_recv(RecvSlot& s) {
+    return int(fi_recv(ep, s.buf, max_message, nullptr, FI_ADDR_UNSPEC, &s.ctx));
+  }
+  bool is_recv(void* ctx) const {
+    return !slots.empty() && ctx >= static_cast<const void*>(slots.data()) &&
+           ctx < static_cast<const void*>(slots.data() + slots.size());
+  }
+};
+
+struct FabricEndpoint::SendOp {
+  fi_context2 ctx;  // first: completions hand back its address
+  PeerId peer = 0;
+  std::vector<std::byte> bytes;
+  Clock::time_point deadline;
+  SendDone done;
+};
+
+FabricEndpoint::FabricEndpoint(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+FabricEndpoint::~FabricEndpoint() {
+  // Close the endpoint first so that no completion refers to an op freed below.
+  if (impl_ && impl_->ep) {
+    fi_close(&impl_->ep->fid);
+    impl_->ep = nullptr;
+  }
+}
+
+Result<std::unique_ptr<FabricEndpoint>> FabricEndpoint::open(const FabricOptions& o) {
+  auto impl = std::make_unique<Impl>();
+  impl->max_message = o.max_message;
+  std::string where = "fabric provider " + o.provider + " at " + o.host + ":" + o.service;
+  fi_info* hints = fi_allocinfo();
+  hints->ep_attr->type = FI_EP_RDM;
+  hints->caps = FI_MSG;
+  hints->mode = FI_CONTEXT | FI_CONTEXT2;
+  hints->addr_format = FI_SOCKADDR_IN;
+  hints->domain_attr->threading = FI_THREAD_DOMAIN;
+  hints->fabric_attr->prov_name = strdup(o.provider.c_str());
+  int rc = fi_getinfo(kFabricVersion, o.host.c_str(), o.service.c_str(), FI_SOURCE, hints, &impl->info);
+  fi_freeinfo(hints);
+  if (rc) return make_error(ErrorCode::kUnavailable, fi_error(where + ": fi_getinfo", rc));
+
+  if ((rc = fi_fabric(impl->info->fabric_attr, &impl->fabric, nullptr)))
+    return make_error(ErrorCode::kUnavailable, fi_error(where + ": fi_fabric", rc));
+  if ((rc = fi_domain(impl->fabric, impl->info, &impl->domain, nullptr)))
+    return make_error(ErrorCode::kUnavailable, fi_error(where + ": fi_domain", rc));
+  fi_cq_attr cq_attr{};
+  cq_attr.format = FI_CQ_FORMAT_DATA;
+  cq_attr.wait_obj = FI_WAIT_FD;
+  cq_attr.size = 4096;
+  if ((rc = fi_cq_open(impl->domain, &cq_attr, &impl->cq, nullptr)))
+    return make_error(ErrorCode::kUnavailable, fi_error(where + ": fi_cq_open", rc));
+  fi_av_attr av_attr{};
+  av_attr.type = FI_AV_TABLE;
+  if ((rc = fi_av_open(impl->domain, &av_attr, &impl->av, nullptr)))
+    return make_error(ErrorCode::kUnavailable, fi_error(where + ": fi_av_open", rc));
+  if ((rc = fi_endpoint(impl->domain, impl->info, &impl->ep, nullptr)))
+    return make_error(ErrorCode::kUnavailable, fi_error(where + ": fi_endpoint", rc));
+  if ((rc = fi_ep_bind(impl->ep, &impl->cq->fid, FI_TRANSMIT | FI_RECV)) ||
+      (rc = fi_ep_bind(impl->ep, &impl->av->fid, 0)) || (rc = fi_enable(impl->ep)))
+    return make_error(ErrorCode::kUnavailable, fi_error(where + ": enabling the endpoint", rc));
+
+  std::unique_ptr<FabricEndpoint> ep(new FabricEndpoint(std::move(impl)));
+  Impl& im = *ep->impl_;
+  ep->provider_ = im.info->fabric_attr->prov_name;
+  char name[128];
+  size_t len = sizeof name;
+  if ((rc = fi_getname(&im.ep->fid, name, &len)))
+    return make_error(ErrorCode::kUnavailable, fi_error(where + ": fi_getname", rc));
+  ep->address_.assign(name, len);
+  ep->address_text_ = describe(ep->address_);
+  if ((rc = fi_control(&im.cq->fid, FI_GETWAIT, &ep->wait_fd_)))
+    return make_error(ErrorCode::kUnavailable, fi_error(where + ": no wait fd on the completion queue", rc));
+
+  im.arena = static_cast<std::byte*>(std::aligned_alloc(64, o.recv_buffers * o.max_message));
+  im.slots.resize(o.recv_buffers);
+  for (size_t i = 0; i < o.recv_buffers; ++i) {
+    im.slots[i].buf = im.arena + i * o.max_message;
+    if ((rc = im.post_recv(im.slots[i])))
+      return make_error(ErrorCode::kUnavailable, fi_error(where + ": posting receive buffers", rc));
+  }
+  return ep;
+}
+
+std::string FabricEndpoint::describe(const std::string& address) {
+  if (address.size() >= sizeof(sockaddr_in)) {
+    sockaddr_in sa;
+    std::memcpy(&sa, address.data(), sizeof sa);
+    if (sa.sin_family == AF_INET) {
+      char host[INET_ADDRSTRLEN];
+      inet_ntop(AF_INET, &sa.sin_addr, host, sizeof host);
+      return std::string(host) + ":" + std::to_string(ntohs(sa.sin_port));
+    }
+  }
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : address) {
+    out += hex[c >> 4];
+    out += hex[c & 15];
+  }
+  return out;
+}
+
+Result<FabricEndpoint::PeerId> FabricEndpoint::peer(const std::string& address) {
+  auto it = peers_.find(address);
+  if (it != peers_.end()) return it->second;
+  if (address.size() != address_.size())
+    return make_error(ErrorCode::kInvalid, "fabric address of " + std::to_string(address.size()) +
+                                               " bytes does not fit provider " + provider_);
+  fi_addr_t fa = FI_ADDR_NOTAVAIL;
+  int n = fi_av_insert(impl_->av, address.data(), 1, &fa, 0, nullptr);
+  if (n != 1)
+    return make_error(ErrorCode::kInvalid, "fabric address " + describe(address) + " was refused by the provider");
+  peers_.emplace(address, fa);
+  return PeerId(fa);
+}
+
+Result<FabricEndpoint::PeerId> FabricEndpoint::peer_by_text(const std::string& host_port) {
+  auto colon = host_port.rfind(':');
+  if (colon == std::string::npos)
+    return make_error(ErrorCode::kInvalid, "address '" + host_port + "' is not host:port");
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  char* end = nullptr;
+  long port = std::strtol(host_port.c_str() + colon + 1, &end, 10);
+  if (inet_pton(AF_INET, host_port.substr(0, colon).c_str(), &sa.sin_addr) != 1 || *end != 0 ||
+      port <= 0 || port > 65535)
+    return make_error(ErrorCode::kInvalid, "address '" + host_port + "' is not IPv4-address:port");
+  sa.sin_port = htons(uint16_t(port));
+  std::string bytes(reinterpret_cast<const char*>(&sa), sizeof sa);
+  bytes.resize(address_.size(), '\0');
+  return peer(bytes);
+}
+
+void FabricEndpoint::forget_peer(PeerId peer) {
+  for (auto it = peers_.begin(); it != peers_.end(); ++it) {
+    if (it->second == peer) {
+      fi_addr_t fa = peer;
+      fi_av_remove(impl_->av, &fa, 1, 0);
+      peers_.erase(it);
+      return;
+    }
+  }
+}
+
+void FabricEndpoint::send(PeerId peer, std::vector<std::byte> bytes, Clock::time_point deadline,
+                          SendDone done) {
+  auto op = std::make_unique<SendOp>();
+  op->peer = peer;
+  op->bytes = std::move(bytes);
+  op->deadline = deadline;
+  op->done = std::move(done);
+  auto it = queued_.find(peer);
+  if (it == queued_.end()) {  // nothing ahead of it: try now
+    switch (post_send(op.get())) {
+      case Posted::kYes: op.release(); return;  // owned by the provider until it completes
+      case Posted::kFailed: return;
+      case Posted::kAgain: break;
+    }
+  }
+  queued_[peer].push_back(std::move(op));
+}
+
+FabricEndpoint::Posted FabricEndpoint::post_send(SendOp* op) {
+  ssize_t rc = fi_send(impl_->ep, op->bytes.data(), op->bytes.size(), nullptr, op->peer, &op->ctx);
+  if (rc == 0) return Posted::kYes;
+  if (rc == -FI_EAGAIN) return Posted::kAgain;
+  if (op->done) op->done(make_error(ErrorCode::kUnreachable, fi_error("send", int(rc))));
+  return Posted::kFailed;
+}
+
+void FabricEndpoint::complete_send(SendOp* op, Status status) {
+  std::unique_ptr<SendOp> owned(op);
+  if (owned->done) owned->done(std::move(status));
+}
+
+int FabricEndpoint::retry_queued() {
+  int events = 0;
+  auto now = Clock::now();
+  for (auto it = queued_.begin(); it != queued_.end();) {
+    auto& q = it->second;
+    while (!q.empty()) {
+      SendOp* op = q.front().get();
+      Posted posted = post_send(op);
+      if (posted == Posted::kAgain) {
+        if (now < op->deadline) break;
+        if (op->done)
+          op->done(make_error(ErrorCode::kUnreachable,
+                              "no connection to the peer's fabric endpoint before the deadline"));
+      } else if (posted == Posted::kYes) {
+        q.front().release();
+      }
+      q.pop_front();
+      ++events;
+    }
+    it = q.empty() ? queued_.erase(it) : std::next(it);
+  }
+  return events;
+}
+
+int FabricEndpoint::progress() {
+  Impl& im = *impl_;
+  int events = 0;
+  fi_cq_data_entry entries[16];
+  for (;;) {
+    ssize_t n = fi_cq_read(im.cq, entries, 16);
+    if (n == -FI_EAVAIL) {
+      fi_cq_err_entry err{};
+      if (fi_cq_readerr(im.cq, &err, 0) <= 0) break;
+      ++events;
+      if (im.is_recv(err.op_context)) {
+        ++receive_errors_;
+        im.post_recv(*static_cast<Impl::RecvSlot*>(err.op_context));
+      } else if (err.op_context) {
+        auto* op = static_cast<SendOp*>(err.op_context);
+        forget_peer(op->peer);
+        complete_send(op, make_error(ErrorCode::kUnreachable, fi_error("send failed", err.err)));
+      }
+      continue;
+    }
+    if (n <= 0) break;
+    for (ssize_t i = 0; i < n; ++i) {
+      auto& e = entries[i];
+      if (im.is_recv(e.op_context)) {
+        auto* slot = static_cast<Impl::RecvSlot*>(e.op_context);
+        if (on_receive_) on_receive_(std::span<const std::byte>(slot->buf, e.len));
+        im.post_recv(*slot);
+      } else if (e.op_context) {
+        complete_send(static_cast<SendOp*>(e.op_context), Status::Ok());
+      }
+    }
+    events += int(n);
+  }
+  if (!queued_.empty()) events += retry_queued();
+  return events;
+}
+
+std::chrono::milliseconds FabricEndpoint::sleep_limit() {
+  // Sends wait for a connection being made (or never made): retry every millisecond.
+  if (!queued_.empty()) return std::chrono::milliseconds(1);
+  fid* fids[1] = {&impl_->cq->fid};
+  if (fi_trywait(impl_->fabric, fids, 1) != FI_SUCCESS) return std::chrono::milliseconds(0);
+  return std::chrono::milliseconds::max();
+}
+
+}  // namespace ferry::dipc

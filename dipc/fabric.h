@@ -1,0 +1,90 @@
+// A libfabric reliable-datagram (FI_EP_RDM) endpoint: messages to any peer by address, with
+// the provider chosen by configuration (tcp;ofi_rxm here, verbs;ofi_rxm or efa on RDMA
+// hardware). The only place in Ferry that includes <rdma/fabric.h>. Internal to dipc/.
+//
+// Progress is manual (tcp;ofi_rxm requires it): the owner calls progress() from its event
+// loop, watches wait_fd(), and sleeps no longer than sleep_limit() allows.
+// Not thread-safe: one thread (the event loop's) uses an endpoint.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "dipc/status.h"
+
+namespace ferry::dipc {
+
+struct FabricOptions {
+  std::string provider = "tcp;ofi_rxm";
+  std::string host;            // address to bind, e.g. "127.0.0.2"
+  std::string service = "0";   // port; "0" lets the kernel choose
+  size_t recv_buffers = 32;
+  size_t max_message = 256 * 1024;
+};
+
+class FabricEndpoint {
+ public:
+  using Clock = std::chrono::steady_clock;
+  using PeerId = uint64_t;
+  using ReceiveHandler = std::function<void(std::span<const std::byte>)>;
+  using SendDone = std::function<void(Status)>;
+
+  // Opens and enables an endpoint bound to options.host:service. Errors name the provider
+  // and the address.
+  static Result<std::unique_ptr<FabricEndpoint>> open(const FabricOptions& options);
+  ~FabricEndpoint();
+
+  // This endpoint's address: opaque provider bytes for peers, and "host:port" for people.
+  const std::string& address() const { return address_; }
+  const std::string& address_text() const { return address_text_; }
+  const std::string& provider() const { return provider_; }
+
+  // A peer by the opaque address it published, or by "host:port". Cached.
+  Result<PeerId> peer(const std::string& address);
+  Result<PeerId> peer_by_text(const std::string& host_port);
+  // Renders an opaque address as "host:port" (or hex when it is not an IP address).
+  static std::string describe(const std::string& address);
+
+  void on_receive(ReceiveHandler handler) { on_receive_ = std::move(handler); }
+
+  // Sends a message. Never blocks: when the provider cannot take it now (for instance while
+  // the connection is being made, or forever when nobody listens at the address) it stays
+  // queued, in order, and is retried during progress() until `deadline`, when `done` gets
+  // kUnreachable. `done` runs on the loop thread once the send completed or failed.
+  void send(PeerId peer, std::vector<std::byte> bytes, Clock::time_point deadline, SendDone done);
+
+  // Handles completions and retries queued sends; returns how many events it handled.
+  int progress();
+  int wait_fd() const { return wait_fd_; }
+  std::chrono::milliseconds sleep_limit();
+  // Messages that arrived truncated or with a receive error.
+  uint64_t receive_errors() const { return receive_errors_; }
+
+ private:
+  struct Impl;
+  struct SendOp;
+  explicit FabricEndpoint(std::unique_ptr<Impl> impl);
+  enum class Posted { kYes, kAgain, kFailed };  // kFailed: `done` was told why
+  Posted post_send(SendOp* op);
+  void complete_send(SendOp* op, Status status);
+  void forget_peer(PeerId peer);
+  int retry_queued();
+
+  std::unique_ptr<Impl> impl_;
+  std::string address_, address_text_, provider_;
+  int wait_fd_ = -1;
+  ReceiveHandler on_receive_;
+  std::unordered_map<std::string, PeerId> peers_;
+  std::map<PeerId, std::deque<std::unique_ptr<SendOp>>> queued_;
+  uint64_t receive_errors_ = 0;
+};
+
+}  // namespace ferry::dipc

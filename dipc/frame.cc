@@ -1,0 +1,103 @@
+#include "dipc/frame.h"
+
+#include <kj/exception.h>
+#include <kj/io.h>
+
+#include <cstring>
+#include <string>
+
+namespace ferry::dipc {
+namespace {
+
+constexpr uint32_t kMagic = 0x31595246;  // "FRY1" little-endian
+constexpr uint32_t kFlagMac = 1;
+
+struct Header {
+  uint32_t magic;
+  uint32_t flags;
+  uint32_t body_len;
+  uint32_t reserved;
+};
+static_assert(sizeof(Header) == kFrameHeaderBytes);
+
+// Appends to a byte vector: Cap'n Proto writes its stream encoding straight into the frame.
+class VectorOutput final : public kj::OutputStream {
+ public:
+  explicit VectorOutput(std::vector<std::byte>& out) : out_(out) {}
+  void write(const void* buffer, size_t size) override {
+    auto* p = static_cast<const std::byte*>(buffer);
+    out_.insert(out_.end(), p, p + size);
+  }
+
+ private:
+  std::vector<std::byte>& out_;
+};
+
+Error bad(std::string what) { return make_error(ErrorCode::kBadMessage, std::move(what)); }
+
+}  // namespace
+
+Status seal_frame(capnp::MessageBuilder& message, const ClusterKey* key,
+                  std::vector<std::byte>& out) {
+  size_t body_bytes = capnp::computeSerializedSizeInWords(message) * sizeof(capnp::word);
+  size_t total = kFrameHeaderBytes + body_bytes + (key ? ClusterKey::kMacBytes : 0);
+  if (total > kMaxFrameBytes)
+    return make_error(ErrorCode::kInvalid, "message of " + std::to_string(total) +
+                                               " bytes exceeds the frame limit of " +
+                                               std::to_string(kMaxFrameBytes));
+  out.clear();
+  out.reserve(total);
+  Header h{kMagic, key ? kFlagMac : 0, uint32_t(body_bytes), 0};
+  auto* hp = reinterpret_cast<const std::byte*>(&h);
+  out.insert(out.end(), hp, hp + sizeof h);
+  VectorOutput stream(out);
+  capnp::writeMessage(stream, message);
+  if (key) {
+    auto mac = key->mac(std::span<const std::byte>(out.data(), out.size()));
+    out.insert(out.end(), mac.begin(), mac.end());
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Inbound>> open_frame(std::span<const std::byte> bytes, const ClusterKey* key) {
+  if (bytes.size() < kFrameHeaderBytes)
+    return bad("frame of " + std::to_string(bytes.size()) + " bytes is shorter than its header");
+  if (bytes.size() > kMaxFrameBytes) return bad("frame exceeds the size limit");
+  Header h;
+  std::memcpy(&h, bytes.data(), sizeof h);
+  if (h.magic != kMagic) return bad("frame has a wrong magic number");
+  if (h.reserved != 0 || (h.flags & ~kFlagMac) != 0) return bad("frame has unknown flags");
+  bool has_mac = (h.flags & kFlagMac) != 0;
+  size_t expect = kFrameHeaderBytes + size_t(h.body_len) + (has_mac ? ClusterKey::kMacBytes : 0);
+  if (h.body_len % sizeof(capnp::word) != 0 || h.body_len == 0)
+    return bad("frame body length " + std::to_string(h.body_len) + " is not a whole number of words");
+  if (expect != bytes.size())
+    return bad("frame length " + std::to_string(bytes.size()) + " does not match its header (" +
+               std::to_string(expect) + ")");
+  if (key) {
+    if (!has_mac) return make_error(ErrorCode::kUnauthorized, "frame carries no MAC");
+    auto signed_part = bytes.first(kFrameHeaderBytes + h.body_len);
+    auto mac = bytes.subspan(kFrameHeaderBytes + h.body_len, ClusterKey::kMacBytes);
+    if (!key->verify(signed_part, {}, mac))
+      return make_error(ErrorCode::kUnauthorized, "frame MAC does not match the cluster key");
+  }
+  auto in = std::make_unique<Inbound>();
+  in->words_.resize(h.body_len / sizeof(capnp::word));
+  std::memcpy(in->words_.data(), bytes.data() + kFrameHeaderBytes, h.body_len);
+  try {
+    capnp::ReaderOptions options;
+    // Validation reads the whole message once; handlers read it again: allow a few passes.
+    options.traversalLimitInWords = 8 * kMaxFrameBytes / sizeof(capnp::word);
+    options.nestingLimit = 32;
+    kj::ArrayPtr<const capnp::word> words(in->words_.data(), in->words_.size());
+    in->reader_.emplace(words, options);
+    auto root = in->reader_->getRoot<wire::Envelope>();
+    root.totalSize();  // traverses every pointer: a malformed message throws here, not later
+    in->root_ = root;
+  } catch (const kj::Exception& e) {
+    return bad(std::string("message does not decode: ") + e.getDescription().cStr());
+  }
+  return in;
+}
+
+}  // namespace ferry::dipc
