@@ -14,6 +14,7 @@ namespace {
 // Polls are one-shot and re-armed after each callback: level-triggered, so a callback that
 // leaves data behind is called again, and nothing is missed between a wake-up and a re-arm.
 constexpr uint64_t kRemoveTag = uint64_t(1) << 63;
+constexpr uint64_t kProgressTag = uint64_t(1) << 62;  // low bits: index of the progress source
 
 uint64_t this_thread_tag() {
   return std::hash<std::thread::id>{}(std::this_thread::get_id()) | 1;
@@ -47,14 +48,14 @@ EventLoop::~EventLoop() {
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
-void EventLoop::arm(int fd) {
+void EventLoop::arm(int fd, uint64_t tag) {
   io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
   if (!sqe) {
     io_uring_submit(ring_.get());
     sqe = io_uring_get_sqe(ring_.get());
   }
   io_uring_prep_poll_add(sqe, fd, POLLIN);
-  io_uring_sqe_set_data64(sqe, uint64_t(uint32_t(fd)));
+  io_uring_sqe_set_data64(sqe, tag ? tag : uint64_t(uint32_t(fd)));
 }
 
 Status EventLoop::watch(int fd, FdCallback cb) {
@@ -93,7 +94,25 @@ EventLoop::TimerId EventLoop::every(std::chrono::milliseconds period, std::funct
 
 void EventLoop::cancel(TimerId id) { timers_.erase(id); }  // its deadline entry is skipped later
 
-void EventLoop::add_progress(ProgressSource source) { progress_.push_back(std::move(source)); }
+size_t EventLoop::add_progress(ProgressSource source) {
+  progress_.push_back(std::move(source));
+  progress_armed_.push_back(false);
+  return progress_.size() - 1;
+}
+
+void EventLoop::remove_progress(size_t id) {
+  if (id >= progress_.size() || !progress_[id].poll) return;
+  progress_[id] = ProgressSource{};  // indexes stay stable; an empty source is skipped
+  if (!progress_armed_[id]) return;
+  io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
+  if (!sqe) {
+    io_uring_submit(ring_.get());
+    sqe = io_uring_get_sqe(ring_.get());
+  }
+  io_uring_prep_poll_remove(sqe, kProgressTag | id);
+  io_uring_sqe_set_data64(sqe, kRemoveTag);
+  io_uring_submit(ring_.get());
+}
 
 void EventLoop::post(std::function<void()> task) {
   {
@@ -170,6 +189,11 @@ int EventLoop::reap(std::chrono::milliseconds max_wait) {
     ++count;
     uint64_t data = io_uring_cqe_get_data64(cqe);
     if (data & kRemoveTag) continue;
+    if (data & kProgressTag) {  // a sleeping loop woken by a progress source: not work by itself
+      size_t index = size_t(data & ~kProgressTag);
+      if (index < progress_armed_.size()) progress_armed_[index] = false;
+      continue;
+    }
     int fd = int(uint32_t(data));
     uint32_t revents = cqe->res < 0 ? uint32_t(POLLERR) : uint32_t(cqe->res);
     if (cqe->res == -ECANCELED) continue;  // removed by unwatch
@@ -194,7 +218,8 @@ void EventLoop::run() {
     int work = reap(std::chrono::milliseconds(0));
     work += run_posted();
     work += run_timers();
-    for (auto& p : progress_) work += p.poll();
+    for (auto& p : progress_)
+      if (p.poll) work += p.poll();
     auto now = Clock::now();
     if (work > 0) {
       last_work = now;
@@ -202,8 +227,14 @@ void EventLoop::run() {
     }
     if (now - last_work < spin_) continue;
     auto limit = kForever;
-    for (auto& p : progress_) limit = std::min(limit, p.sleep_limit());
+    for (auto& p : progress_)
+      if (p.sleep_limit) limit = std::min(limit, p.sleep_limit());
     if (limit.count() <= 0) continue;
+    for (size_t i = 0; i < progress_.size(); ++i) {
+      if (progress_[i].wait_fd < 0 || progress_armed_[i]) continue;
+      arm(progress_[i].wait_fd, kProgressTag | i);
+      progress_armed_[i] = true;
+    }
     reap(limit);
     last_work = Clock::now() - spin_;  // a wake-up alone is not work: poll once more, then block
   }

@@ -34,10 +34,13 @@ class EventLoop {
 
   // A progress source: poll() does pending work and returns how many events it handled;
   // sleep_limit() says how long the loop may sleep without missing its events: zero (keep
-  // polling), a bound (retry soon), or kForever (its wait fd, watched by the loop, will wake it).
+  // polling), a bound, or kForever. While the loop sleeps, `wait_fd` (if >= 0) becoming
+  // readable wakes it. The loop polls wait_fd only while it sleeps: such an fd may stay
+  // readable until sleep_limit() resets it (libfabric's fi_trywait does).
   struct ProgressSource {
     std::function<int()> poll;
     std::function<std::chrono::milliseconds()> sleep_limit;
+    int wait_fd = -1;
   };
   static constexpr std::chrono::milliseconds kForever = std::chrono::milliseconds::max();
 
@@ -55,7 +58,9 @@ class EventLoop {
   TimerId every(std::chrono::milliseconds period, std::function<void()> cb);
   void cancel(TimerId id);
 
-  void add_progress(ProgressSource source);
+  // Returns an id for remove_progress(); a source must be removed before its wait fd closes.
+  size_t add_progress(ProgressSource source);
+  void remove_progress(size_t id);
 
   // Thread-safe: runs `task` on the loop's thread soon.
   void post(std::function<void()> task);
@@ -72,7 +77,7 @@ class EventLoop {
     std::chrono::milliseconds period{0};
   };
   EventLoop() = default;
-  void arm(int fd);
+  void arm(int fd, uint64_t tag = 0);
   int run_timers();
   int run_posted();
   int reap(std::chrono::milliseconds max_wait);
@@ -86,6 +91,7 @@ class EventLoop {
   std::unordered_map<TimerId, std::pair<Clock::time_point, Timer>> timers_;
   TimerId next_timer_ = 1;
   std::vector<ProgressSource> progress_;
+  std::vector<bool> progress_armed_;  // a poll on the source's wait_fd is outstanding
   std::mutex posted_mu_;
   std::vector<std::function<void()>> posted_;
   std::atomic<bool> stop_{false};

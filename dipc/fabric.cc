@@ -84,6 +84,9 @@ Result<std::unique_ptr<FabricEndpoint>> FabricEndpoint::open(const FabricOptions
   auto impl = std::make_unique<Impl>();
   impl->max_message = o.max_message;
   std::string where = "fabric provider " + o.provider + " at " + o.host + ":" + o.service;
+  // rxm makes progress on connection requests only inside fi_cq_read, and at most once per
+  // this many microseconds (10000 by default): a first message to a peer would wait that long.
+  setenv("FI_OFI_RXM_CM_PROGRESS_INTERVAL", "200", /*overwrite=*/0);
   fi_info* hints = fi_allocinfo();
   hints->ep_attr->type = FI_EP_RDM;
   hints->caps = FI_MSG;
@@ -295,7 +298,9 @@ std::chrono::milliseconds FabricEndpoint::sleep_limit() {
   if (!queued_.empty()) return std::chrono::milliseconds(1);
   fid* fids[1] = {&impl_->cq->fid};
   if (fi_trywait(impl_->fabric, fids, 1) != FI_SUCCESS) return std::chrono::milliseconds(0);
-  return std::chrono::milliseconds::max();
+  // The wait fd wakes us for data on existing connections but not for a peer's connection
+  // request, which is only accepted during progress: never sleep long.
+  return kIdlePoll;
 }
 
 }  // namespace ferry::dipc

@@ -3,7 +3,9 @@
 // hardware). The only place in Ferry that includes <rdma/fabric.h>. Internal to dipc/.
 //
 // Progress is manual (tcp;ofi_rxm requires it): the owner calls progress() from its event
-// loop, watches wait_fd(), and sleeps no longer than sleep_limit() allows.
+// loop, watches wait_fd(), and sleeps no longer than sleep_limit() allows. The wait fd does not
+// signal a new peer's connection request, so an idle endpoint still polls every kIdlePoll: a
+// first message to an idle daemon takes up to that long, later ones wake it at once.
 // Not thread-safe: one thread (the event loop's) uses an endpoint.
 #pragma once
 
@@ -36,6 +38,7 @@ class FabricEndpoint {
   using PeerId = uint64_t;
   using ReceiveHandler = std::function<void(std::span<const std::byte>)>;
   using SendDone = std::function<void(Status)>;
+  static constexpr std::chrono::milliseconds kIdlePoll{5};
 
   // Opens and enables an endpoint bound to options.host:service. Errors name the provider
   // and the address.

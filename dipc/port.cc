@@ -85,9 +85,9 @@ Status PortCore::start() {
     if (auto core = weak.lock()) core->on_frame(bytes, 0);
   });
   FabricEndpoint* ep = fabric_.get();
-  loop_.add_progress({[weak, ep] { return weak.lock() ? ep->progress() : 0; },
-                      [weak, ep] { return weak.lock() ? ep->sleep_limit() : EventLoop::kForever; }});
-  if (Status s = loop_.watch(fabric_->wait_fd(), [](uint32_t) {}); !s) return s;
+  progress_id_ = loop_.add_progress({[weak, ep] { return weak.lock() ? ep->progress() : 0; },
+                      [weak, ep] { return weak.lock() ? ep->sleep_limit() : EventLoop::kForever; },
+                      fabric_->wait_fd()});
   if (!options_.control_socket.empty()) {
     if (Status s = open_control_socket(); !s) return s;
   }
@@ -103,7 +103,7 @@ void PortCore::close() {
   if (closed_) return;
   closed_ = true;
   close_control_socket();
-  if (fabric_) loop_.unwatch(fabric_->wait_fd());
+  if (progress_id_) loop_.remove_progress(*progress_id_);
   auto pending = std::move(pending_);
   pending_.clear();
   for (auto& [id, p] : pending) {

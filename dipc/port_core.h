@@ -52,6 +52,7 @@ class PortCore : public std::enable_shared_from_this<PortCore> {
   bool closed_ = false;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   uint32_t uid_ = 0;
+  std::optional<size_t> progress_id_;
 
  private:
   struct Pending {

@@ -1,0 +1,56 @@
+// Node membership, kept by the master: which nodes are alive, suspect or dead, judged from the
+// heartbeats its name service receives. Serves ListNodes (what `ferry nodes` shows) and logs
+// every change of a node's state, one line each.
+//
+// Thread-safety: loop thread only, like the Port and NameService it works with.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "dipc/name_service.h"
+#include "pm/pm.capnp.h"
+
+namespace ferry::pm {
+
+struct MembershipPolicy {
+  std::chrono::milliseconds suspect_after{1500};  // no heartbeat for this long: suspect
+  std::chrono::milliseconds dead_after{3000};     // no heartbeat for this long: dead
+};
+
+struct NodeStatus {
+  std::string name;
+  std::string address;
+  wire::NodeState state = wire::NodeState::ALIVE;
+  std::chrono::milliseconds heartbeat_age{0};
+  std::vector<dipc::PortRecord> ports;
+};
+
+// Pure: the nodes of a name-service table at time `now` (the master itself is not a node).
+std::vector<NodeStatus> node_states(const std::vector<dipc::PortRecord>& ports,
+                                    const MembershipPolicy& policy,
+                                    std::chrono::steady_clock::time_point now);
+
+const char* node_state_name(wire::NodeState state);
+
+class Membership {
+ public:
+  // Serves ListNodes on `port` and checks node states once per heartbeat period.
+  Membership(dipc::Port& port, const dipc::NameService& names, MembershipPolicy policy);
+  ~Membership();
+
+  std::vector<NodeStatus> nodes() const;
+
+ private:
+  void check();
+
+  dipc::Port& port_;
+  const dipc::NameService& names_;
+  MembershipPolicy policy_;
+  std::map<std::string, wire::NodeState> last_;
+  dipc::EventLoop::TimerId timer_ = 0;
+};
+
+}  // namespace ferry::pm

@@ -1,0 +1,256 @@
+#include "runtime/cluster/local_cluster.h"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "dipc/cluster_key.h"
+#include "dipc/local_client.h"
+#include "pm/pm.capnp.h"
+#include "runtime/cluster/netns.h"
+#include "runtime/cluster/processes.h"
+
+namespace ferry::runtime {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+json to_json(const ClusterManifest& m) {
+  json daemons = json::array();
+  for (const auto& d : m.daemons) daemons.push_back({{"role", d.role}, {"node", d.node}, {"pid", d.pid}});
+  return {{"name", m.name},           {"netns", m.netns},   {"provider", m.provider},
+          {"master", m.master_address}, {"nodes", m.nodes},   {"hosts", m.hosts},
+          {"namespaces", m.namespaces}, {"hub", m.hub_namespace}, {"daemons", daemons}};
+}
+
+Status write_manifest(const ClusterLayout& layout, const ClusterManifest& m) {
+  fs::path tmp = layout.manifest();
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << to_json(m).dump(2) << "\n";
+    if (!out) return make_error(ErrorCode::kUnavailable, "cannot write " + tmp.string());
+  }
+  std::error_code ec;
+  fs::rename(tmp, layout.manifest(), ec);
+  if (ec) return make_error(ErrorCode::kUnavailable, "cannot write " + layout.manifest().string() + ": " + ec.message());
+  return Status::Ok();
+}
+
+std::string log_tail(const fs::path& log, size_t lines = 8) {
+  std::ifstream in(log);
+  std::vector<std::string> all;
+  for (std::string l; std::getline(in, l);) all.push_back(l);
+  std::string out;
+  for (size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i) out += "\n    " + all[i];
+  return out.empty() ? " (empty log)" : out;
+}
+
+std::string read_first_line(const fs::path& p) {
+  std::ifstream in(p);
+  std::string s;
+  std::getline(in, s);
+  return s;
+}
+
+// The daemons' common flags for one cluster.
+std::vector<std::string> common_args(const ClusterLayout& layout, const ClusterUpOptions& o, const std::string& dir,
+                                     const std::string& host) {
+  return {"--state-dir", dir, "--host", host, "--key-file", layout.key_file().string(), "--provider", o.provider,
+          "--heartbeat-ms", std::to_string(o.heartbeat_ms), "--log-level", o.log_level};
+}
+
+// Waits until every node has an agent and a pager registered and alive, as the master sees it.
+Status wait_until_ready(const ClusterLayout& layout, const ClusterManifest& m, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  std::string missing = "the master did not answer";
+  while (Clock::now() < deadline) {
+    for (const auto& d : m.daemons)
+      if (!is_ferry_daemon(d.pid)) {
+        fs::path log = layout.daemon_dir(d.node) / (d.role + ".log");
+        return make_error(ErrorCode::kUnavailable,
+                          d.role + (d.node.empty() ? "" : "@" + d.node) + " exited during start-up; its log:" + log_tail(log));
+      }
+    auto client = dipc::LocalClient::connect(layout.socket("master", ""));
+    if (client) {
+      auto r = client.value()->call<pm::wire::ListNodes, pm::wire::NodeList>([](auto) {}, std::chrono::seconds(2));
+      if (r) {
+        missing.clear();
+        for (const auto& node : m.nodes) {
+          bool agent = false, pager = false, alive = false;
+          for (auto n : r.value().get().getNodes()) {
+            if (n.getName() != node) continue;
+            alive = n.getState() == pm::wire::NodeState::ALIVE;
+            for (auto p : n.getPorts()) {
+              agent = agent || p.getName() == "agent@" + node;
+              pager = pager || p.getName() == "pager@" + node;
+            }
+          }
+          if (!agent) missing += " agent@" + node;
+          if (!pager) missing += " pager@" + node;
+          if (agent && pager && !alive) missing += " " + node + "(not alive)";
+        }
+        if (missing.empty()) return Status::Ok();
+        missing = "not registered with the master:" + missing;
+      } else {
+        missing = r.error().message;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return make_error(ErrorCode::kTimeout, "cluster " + m.name + " not ready after " +
+                                             std::to_string(timeout.count()) + " ms: " + missing);
+}
+
+}  // namespace
+
+Result<ClusterManifest> read_manifest(const ClusterLayout& layout) {
+  std::ifstream in(layout.manifest());
+  if (!in) return make_error(ErrorCode::kNotFound, "no cluster named " + layout.name() + " (no " + layout.manifest().string() + ")");
+  try {
+    json j = json::parse(in);
+    ClusterManifest m;
+    m.name = j.at("name");
+    m.netns = j.at("netns");
+    m.provider = j.at("provider");
+    m.master_address = j.at("master");
+    m.nodes = j.at("nodes").get<std::vector<std::string>>();
+    m.hosts = j.at("hosts").get<std::vector<std::string>>();
+    m.namespaces = j.at("namespaces").get<std::vector<std::string>>();
+    m.hub_namespace = j.at("hub");
+    for (const auto& d : j.at("daemons")) m.daemons.push_back({d.at("role"), d.at("node"), d.at("pid")});
+    return m;
+  } catch (const std::exception& e) {
+    return make_error(ErrorCode::kInvalid, layout.manifest().string() + " is damaged: " + e.what());
+  }
+}
+
+Result<ClusterManifest> cluster_up(const ClusterLayout& layout, const ClusterUpOptions& o, const Progress& progress) {
+  if (!ClusterLayout::valid_name(layout.name()))
+    return make_error(ErrorCode::kInvalid, "cluster name '" + layout.name() + "' must be 1-12 characters of a-z, 0-9, -");
+  if (o.nodes < 1 || o.nodes > 64) return make_error(ErrorCode::kInvalid, "--nodes must be between 1 and 64");
+  if (o.netns && geteuid() != 0) return make_error(ErrorCode::kUnauthorized, "--netns needs root (it creates network namespaces)");
+
+  if (auto old = read_manifest(layout); old) {
+    for (const auto& d : old.value().daemons)
+      if (is_ferry_daemon(d.pid))
+        return make_error(ErrorCode::kUnavailable, "cluster " + layout.name() + " is already up; run `ferry --cluster " +
+                                                       layout.name() + " cluster down` first");
+  }
+  if (fs::exists(layout.dir())) {
+    progress("removing what an earlier cluster " + layout.name() + " left behind");
+    (void)cluster_down(layout);
+  }
+  std::error_code ec;
+  fs::create_directories(layout.dir(), ec);
+  if (ec) return make_error(ErrorCode::kUnavailable, "cannot create " + layout.dir().string() + ": " + ec.message());
+  if (Status s = dipc::ClusterKey::generate(layout.key_file()); !s) return s.error();
+
+  ClusterManifest m;
+  m.name = layout.name();
+  m.netns = o.netns;
+  m.provider = o.provider;
+  for (int i = 1; i <= o.nodes; ++i) m.nodes.push_back("n" + std::to_string(i));
+  std::string master_host = "127.0.0.1";
+  NetnsTopology topo;
+  if (o.netns) {
+    topo = NetnsTopology::plan(layout.name(), o.nodes);
+    m.namespaces = topo.nodes;
+    m.hub_namespace = topo.hub;
+    m.hosts = topo.node_addresses;
+    master_host = topo.hub_address;
+    if (Status s = write_manifest(layout, m); !s) return s.error();
+    progress("creating network namespaces " + topo.hub + " and " + std::to_string(o.nodes) + " node namespaces");
+    if (Status s = create_topology(topo); !s) {
+      (void)cluster_down(layout);
+      return s.error();
+    }
+  } else {
+    for (int i = 1; i <= o.nodes; ++i) m.hosts.push_back("127.0.0." + std::to_string(i + 1));
+  }
+
+  auto abort = [&](Error e) -> Result<ClusterManifest> {
+    (void)write_manifest(layout, m);
+    (void)cluster_down(layout);
+    return e;
+  };
+  fs::path bin = own_bin_dir();
+
+  // The master first: the others need its address.
+  fs::path master_dir = layout.daemon_dir("");
+  fs::create_directories(master_dir, ec);
+  auto args = common_args(layout, o, master_dir.string(), master_host);
+  if (o.suspect_ms) args.insert(args.end(), {"--suspect-ms", std::to_string(o.suspect_ms)});
+  if (o.dead_ms) args.insert(args.end(), {"--dead-ms", std::to_string(o.dead_ms)});
+  auto master = spawn_daemon(bin / "ferry-master", args, master_dir / "master.log", o.netns ? topo.hub : "");
+  if (!master) return abort(master.error());
+  m.daemons.push_back({"master", "", master.value()});
+  (void)write_manifest(layout, m);
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (m.master_address.empty()) {
+    m.master_address = read_first_line(master_dir / "master.address");
+    if (!m.master_address.empty()) break;
+    if (!is_ferry_daemon(master.value()))
+      return abort(make_error(ErrorCode::kUnavailable, "ferry-master exited during start-up; its log:" +
+                                                           log_tail(master_dir / "master.log")));
+    if (Clock::now() > deadline)
+      return abort(make_error(ErrorCode::kTimeout, "ferry-master did not start listening within 10 s; its log:" +
+                                                       log_tail(master_dir / "master.log")));
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  progress("master listening at " + m.master_address);
+
+  for (size_t i = 0; i < m.nodes.size(); ++i) {
+    const std::string& node = m.nodes[i];
+    fs::path dir = layout.daemon_dir(node);
+    fs::create_directories(dir, ec);
+    for (const char* role : {"agent", "pager"}) {
+      auto a = common_args(layout, o, dir.string(), m.hosts[i]);
+      a.insert(a.end(), {"--node", node, "--master", m.master_address});
+      auto pid = spawn_daemon(bin / (std::string("ferry-") + role), a, dir / (std::string(role) + ".log"),
+                              o.netns ? topo.nodes[i] : "");
+      if (!pid) return abort(pid.error());
+      m.daemons.push_back({role, node, pid.value()});
+    }
+    (void)write_manifest(layout, m);
+  }
+  progress("started " + std::to_string(m.daemons.size()) + " daemons; waiting for every node to be alive");
+  if (Status s = wait_until_ready(layout, m, o.ready_timeout); !s) return abort(s.error());
+  if (Status s = write_manifest(layout, m); !s) return abort(s.error());
+  return m;
+}
+
+Result<std::string> cluster_down(const ClusterLayout& layout) {
+  auto m = read_manifest(layout);
+  if (!m && !fs::exists(layout.dir()))
+    return make_error(ErrorCode::kNotFound, "no cluster named " + layout.name() + " (nothing at " + layout.dir().string() + ")");
+  int stopped = 0, killed = 0, namespaces = 0;
+  if (m) {
+    // Nodes first, so that they can still unregister; then the master.
+    std::vector<int> nodes, master;
+    for (const auto& d : m.value().daemons) (d.role == "master" ? master : nodes).push_back(d.pid);
+    for (int pid : nodes) stopped += is_ferry_daemon(pid);
+    for (int pid : master) stopped += is_ferry_daemon(pid);
+    killed += stop_daemons(nodes, std::chrono::seconds(3));
+    killed += stop_daemons(master, std::chrono::seconds(3));
+    if (m.value().netns) {
+      NetnsTopology t = NetnsTopology::plan(layout.name(), int(m.value().nodes.size()));
+      namespaces = destroy_topology(t);
+    }
+  }
+  std::error_code ec;
+  fs::remove_all(layout.dir(), ec);
+  if (ec) return make_error(ErrorCode::kUnavailable, "cannot remove " + layout.dir().string() + ": " + ec.message());
+  std::ostringstream out;
+  out << "cluster " << layout.name() << " down: stopped " << stopped << " daemons";
+  if (killed) out << " (" << killed << " needed SIGKILL)";
+  if (namespaces) out << ", removed " << namespaces << " network namespaces";
+  return out.str();
+}
+
+}  // namespace ferry::runtime
