@@ -20,7 +20,7 @@ bool valid_name(const std::string& name, const std::string& node) {
 NameService::NameService(Port& port, std::chrono::milliseconds heartbeat) : port_(port), heartbeat_(heartbeat) {
   port_.set_resolver([this](const std::string& name) -> std::optional<std::string> {
     if (name == port_.name()) return port_.address();
-    if (auto* r = find(name)) return r->address;
+    if (auto* r = find(name); r && !(why_down_ && why_down_(*r))) return r->address;
     return std::nullopt;
   });
 
@@ -63,6 +63,8 @@ NameService::NameService(Port& port, std::chrono::milliseconds heartbeat) : port
       });
     }
     if (!rec) return req.fail(ErrorCode::kUnknownPort, "no port named '" + name + "' is registered");
+    if (why_down_)
+      if (auto why = why_down_(*rec)) return req.fail(ErrorCode::kUnreachable, name + " is down: " + *why);
     req.reply<wire::ResolveReply>([&](wire::ResolveReply::Builder b) {
       b.setAddress(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(rec->address.data()), rec->address.size()));
       b.setAddressText(rec->address_text);

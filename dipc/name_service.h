@@ -8,6 +8,8 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
+#include <optional>
 #include <map>
 #include <string>
 #include <vector>
@@ -32,6 +34,12 @@ class NameService {
   // names from this table. Heartbeats are expected every `heartbeat`.
   NameService(Port& port, std::chrono::milliseconds heartbeat);
 
+  // `why_down` returns a reason when a port's node is considered dead; Resolve then fails at
+  // once with kUnreachable and that reason, instead of handing out an address nobody answers.
+  void set_liveness(std::function<std::optional<std::string>(const PortRecord&)> why_down) {
+    why_down_ = std::move(why_down);
+  }
+
   std::vector<PortRecord> ports() const;
   const PortRecord* find(const std::string& name) const;
   std::chrono::milliseconds heartbeat() const { return heartbeat_; }
@@ -40,6 +48,7 @@ class NameService {
   Port& port_;
   std::chrono::milliseconds heartbeat_;
   std::map<std::string, PortRecord> table_;
+  std::function<std::optional<std::string>(const PortRecord&)> why_down_;
 };
 
 }  // namespace ferry::dipc

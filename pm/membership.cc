@@ -44,8 +44,14 @@ std::vector<NodeStatus> node_states(const std::vector<dipc::PortRecord>& ports, 
   return out;
 }
 
-Membership::Membership(dipc::Port& port, const dipc::NameService& names, MembershipPolicy policy)
+Membership::Membership(dipc::Port& port, dipc::NameService& names, MembershipPolicy policy)
     : port_(port), names_(names), policy_(policy) {
+  names.set_liveness([this](const dipc::PortRecord& rec) -> std::optional<std::string> {
+    for (const auto& n : nodes())
+      if (n.name == rec.node && n.state == wire::NodeState::DEAD)
+        return "node " + n.name + " is dead (no heartbeat for " + std::to_string(n.heartbeat_age.count()) + " ms)";
+    return std::nullopt;
+  });
   port_.serve<wire::ListNodes>([this](dipc::Request& req) {
     auto nodes = this->nodes();
     auto now = std::chrono::steady_clock::now();

@@ -38,7 +38,8 @@ const char* node_state_name(wire::NodeState state);
 class Membership {
  public:
   // Serves ListNodes on `port` and checks node states once per heartbeat period.
-  Membership(dipc::Port& port, const dipc::NameService& names, MembershipPolicy policy);
+  // Also tells `names` to refuse resolving ports of dead nodes.
+  Membership(dipc::Port& port, dipc::NameService& names, MembershipPolicy policy);
   ~Membership();
 
   std::vector<NodeStatus> nodes() const;
