@@ -87,12 +87,17 @@ Result<std::unique_ptr<FabricEndpoint>> FabricEndpoint::open(const FabricOptions
   // rxm makes progress on connection requests only inside fi_cq_read, and at most once per
   // this many microseconds (10000 by default): a first message to a peer would wait that long.
   setenv("FI_OFI_RXM_CM_PROGRESS_INTERVAL", "200", /*overwrite=*/0);
+  // rxm's shared receive queue holds 4096 bounce buffers of 16 KiB by default: 64 MiB per
+  // daemon. Size it like our own queues (an explicit setting in the environment wins).
+  setenv("FI_OFI_RXM_MSG_RX_SIZE", std::to_string(o.queue_depth).c_str(), /*overwrite=*/0);
   fi_info* hints = fi_allocinfo();
   hints->ep_attr->type = FI_EP_RDM;
   hints->caps = FI_MSG;
   hints->mode = FI_CONTEXT | FI_CONTEXT2;
   hints->addr_format = FI_SOCKADDR_IN;
   hints->domain_attr->threading = FI_THREAD_DOMAIN;
+  hints->tx_attr->size = o.queue_depth;
+  hints->rx_attr->size = o.queue_depth;
   hints->fabric_attr->prov_name = strdup(o.provider.c_str());
   int rc = fi_getinfo(kFabricVersion, o.host.c_str(), o.service.c_str(), FI_SOURCE, hints, &impl->info);
   fi_freeinfo(hints);

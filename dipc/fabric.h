@@ -29,6 +29,10 @@ struct FabricOptions {
   std::string host;            // address to bind, e.g. "127.0.0.2"
   std::string service = "0";   // port; "0" lets the kernel choose
   size_t recv_buffers = 32;
+  // Transmit and receive queue depth. rxm backs every receive entry with a 16 KiB bounce
+  // buffer, so its default (4096) costs a daemon 64 MiB; 256 is plenty for request/reply.
+  // Process-wide: the first endpoint opened sets rxm's shared receive queue size.
+  size_t queue_depth = 256;
   size_t max_message = 256 * 1024;
 };
 

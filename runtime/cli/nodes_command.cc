@@ -37,11 +37,11 @@ int nodes(const Context& ctx) {
     std::cout << out.dump(2) << "\n";
     return 0;
   }
-  std::cout << fmt::format("{:<6} {:<22} {:<8} {:>10}  {}\n", "NODE", "ADDRESS", "STATE", "HEARTBEAT", "PORTS");
+  std::cout << fmt::format("{:<6} {:<22} {:<8} {:>13}  {}\n", "NODE", "ADDRESS", "STATE", "HEARTBEAT", "PORTS");
   for (auto n : list.getNodes()) {
     std::string ports;
     for (auto p : n.getPorts()) ports += (ports.empty() ? "" : " ") + std::string(p.getName().cStr());
-    std::cout << fmt::format("{:<6} {:<22} {:<8} {:>7.1f} s  {}\n", n.getName().cStr(), n.getAddress().cStr(),
+    std::cout << fmt::format("{:<6} {:<22} {:<8} {:>5.1f} s ago  {}\n", n.getName().cStr(), n.getAddress().cStr(),
                              pm::node_state_name(n.getState()), double(n.getHeartbeatAgeMs()) / 1000.0, ports);
   }
   if (via == "master") std::cerr << "ferry: (the local agent did not answer; this list came from the master)\n";
