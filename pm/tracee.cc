@@ -1,0 +1,265 @@
+#include "pm/tracee.h"
+
+#include <elf.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace ferry::pm {
+namespace {
+
+std::string who(pid_t pid) { return "process " + std::to_string(pid); }
+
+Error sys_error(pid_t pid, const std::string& what, int err) {
+  return make_error(err == ESRCH ? ErrorCode::kNotFound : ErrorCode::kUnavailable,
+                    errno_message(who(pid) + ": " + what, err));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Tracee>> Tracee::seize(pid_t pid) {
+  if (pid <= 0) return make_error(ErrorCode::kInvalid, "invalid pid " + std::to_string(pid));
+  if (::ptrace(PTRACE_SEIZE, pid, nullptr, nullptr) != 0) {
+    int err = errno;
+    if (err == ESRCH) return make_error(ErrorCode::kNotFound, "no process " + std::to_string(pid));
+    if (err == EPERM)
+      return make_error(ErrorCode::kUnauthorized, who(pid) + " cannot be traced (already traced, or not permitted)");
+    return sys_error(pid, "PTRACE_SEIZE", err);
+  }
+  std::unique_ptr<Tracee> t(new Tracee(pid, false));
+  if (::ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) != 0) return sys_error(pid, "PTRACE_INTERRUPT", errno);
+  if (Status s = t->wait_stop("freeze"); !s) return s.error();
+  return t;
+}
+
+Result<std::unique_ptr<Tracee>> Tracee::adopt_exec_stopped_child(pid_t pid) {
+  std::unique_ptr<Tracee> t(new Tracee(pid, true));
+  if (Status s = t->wait_stop("exec"); !s) {
+    t->attached_ = false;
+    return s.error();
+  }
+  ::ptrace(PTRACE_SETOPTIONS, pid, nullptr, PTRACE_O_EXITKILL);
+  return t;
+}
+
+Tracee::~Tracee() {
+  if (attached_) (void)detach();
+  if (mem_fd_ >= 0) ::close(mem_fd_);
+}
+
+Status Tracee::wait_stop(const char* what) {
+  for (;;) {
+    int status = 0;
+    pid_t r = ::waitpid(pid_, &status, __WALL);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return sys_error(pid_, std::string("waiting for the ") + what + " stop", errno);
+    }
+    if (WIFEXITED(status) || WIFSIGNALED(status)) {
+      attached_ = false;
+      return make_error(ErrorCode::kNotFound, who(pid_) + " exited during " + what);
+    }
+    if (!WIFSTOPPED(status)) continue;
+    int sig = WSTOPSIG(status);
+    int event = status >> 16;
+    if (event == PTRACE_EVENT_STOP || sig == SIGTRAP) return Status::Ok();
+    // A signal arrived before our stop: leave it pending for the process and wait on.
+    if (::ptrace(PTRACE_CONT, pid_, nullptr, reinterpret_cast<void*>(uintptr_t(sig))) != 0)
+      return sys_error(pid_, "PTRACE_CONT", errno);
+    if (child_ == false) ::ptrace(PTRACE_INTERRUPT, pid_, nullptr, nullptr);
+  }
+}
+
+Result<user_regs_struct> Tracee::regs() {
+  user_regs_struct r{};
+  if (::ptrace(PTRACE_GETREGS, pid_, nullptr, &r) != 0) return sys_error(pid_, "PTRACE_GETREGS", errno);
+  return r;
+}
+
+Status Tracee::set_regs(const user_regs_struct& r) {
+  if (::ptrace(PTRACE_SETREGS, pid_, nullptr, &r) != 0) return sys_error(pid_, "PTRACE_SETREGS", errno);
+  return Status::Ok();
+}
+
+Result<std::vector<std::byte>> Tracee::xstate() {
+  std::vector<std::byte> buf(64 * 1024);
+  iovec iov{buf.data(), buf.size()};
+  if (::ptrace(PTRACE_GETREGSET, pid_, reinterpret_cast<void*>(NT_X86_XSTATE), &iov) != 0)
+    return sys_error(pid_, "PTRACE_GETREGSET NT_X86_XSTATE", errno);
+  buf.resize(iov.iov_len);
+  return buf;
+}
+
+Status Tracee::set_xstate(std::span<const std::byte> xstate) {
+  std::vector<std::byte> copy(xstate.begin(), xstate.end());
+  iovec iov{copy.data(), copy.size()};
+  if (::ptrace(PTRACE_SETREGSET, pid_, reinterpret_cast<void*>(NT_X86_XSTATE), &iov) != 0)
+    return sys_error(pid_, "PTRACE_SETREGSET NT_X86_XSTATE", errno);
+  return Status::Ok();
+}
+
+Result<uint64_t> Tracee::blocked_signals() {
+  uint64_t mask = 0;  // the kernel's sigset: 8 bytes (glibc's 128-byte sigset_t gives EINVAL)
+  if (::ptrace(PTRACE_GETSIGMASK, pid_, reinterpret_cast<void*>(sizeof mask), &mask) != 0)
+    return sys_error(pid_, "PTRACE_GETSIGMASK", errno);
+  return mask;
+}
+
+Status Tracee::set_blocked_signals(uint64_t mask) {
+  if (::ptrace(PTRACE_SETSIGMASK, pid_, reinterpret_cast<void*>(sizeof mask), &mask) != 0)
+    return sys_error(pid_, "PTRACE_SETSIGMASK", errno);
+  return Status::Ok();
+}
+
+Result<std::vector<std::vector<std::byte>>> Tracee::pending_siginfo(bool shared) {
+  std::vector<std::vector<std::byte>> out;
+  for (uint32_t off = 0;; off += 16) {
+    __ptrace_peeksiginfo_args args{off, shared ? uint32_t(PTRACE_PEEKSIGINFO_SHARED) : 0u, 16};
+    siginfo_t infos[16];
+    long n = ::ptrace(PTRACE_PEEKSIGINFO, pid_, &args, infos);
+    if (n < 0) return sys_error(pid_, "PTRACE_PEEKSIGINFO", errno);
+    for (long i = 0; i < n; ++i) {
+      auto* p = reinterpret_cast<const std::byte*>(&infos[i]);
+      out.emplace_back(p, p + sizeof(siginfo_t));
+    }
+    if (n < 16) return out;
+  }
+}
+
+Result<RseqConfig> Tracee::rseq() {
+  __ptrace_rseq_configuration conf{};
+  long n = ::ptrace(PTRACE_GET_RSEQ_CONFIGURATION, pid_, reinterpret_cast<void*>(sizeof conf), &conf);
+  if (n < 0) return sys_error(pid_, "PTRACE_GET_RSEQ_CONFIGURATION", errno);
+  return RseqConfig{conf.rseq_abi_pointer, conf.rseq_abi_size, conf.flags, conf.signature};
+}
+
+Status Tracee::read_memory(uint64_t address, std::span<std::byte> out) {
+  if (mem_fd_ < 0) mem_fd_ = ::open(("/proc/" + std::to_string(pid_) + "/mem").c_str(), O_RDWR | O_CLOEXEC);
+  if (mem_fd_ < 0) return sys_error(pid_, "open /proc/PID/mem", errno);
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = ::pread(mem_fd_, out.data() + done, out.size() - done, off_t(address + done));
+    if (n <= 0) {
+      std::ostringstream at;
+      at << "reading memory at 0x" << std::hex << address + done;
+      return sys_error(pid_, at.str(), n < 0 ? errno : EIO);
+    }
+    done += size_t(n);
+  }
+  return Status::Ok();
+}
+
+Status Tracee::write_memory(uint64_t address, std::span<const std::byte> data) {
+  if (mem_fd_ < 0) mem_fd_ = ::open(("/proc/" + std::to_string(pid_) + "/mem").c_str(), O_RDWR | O_CLOEXEC);
+  if (mem_fd_ < 0) return sys_error(pid_, "open /proc/PID/mem", errno);
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::pwrite(mem_fd_, data.data() + done, data.size() - done, off_t(address + done));
+    if (n <= 0) {
+      std::ostringstream at;
+      at << "writing memory at 0x" << std::hex << address + done;
+      return sys_error(pid_, at.str(), n < 0 ? errno : EIO);
+    }
+    done += size_t(n);
+  }
+  return Status::Ok();
+}
+
+Result<long> Tracee::syscall(long number, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5,
+                             uint64_t a6) {
+  if (!syscall_site_) return make_error(ErrorCode::kInternal, "syscall injection without a syscall site");
+  auto saved = regs();
+  if (!saved) return saved.error();
+  user_regs_struct r = saved.value();
+  r.rip = syscall_site_;
+  r.rax = uint64_t(number);
+  r.orig_rax = uint64_t(-1);  // not inside a syscall: no restart logic on resume
+  r.rdi = a1;
+  r.rsi = a2;
+  r.rdx = a3;
+  r.r10 = a4;
+  r.r8 = a5;
+  r.r9 = a6;
+  if (Status s = set_regs(r); !s) return s.error();
+  if (::ptrace(PTRACE_SINGLESTEP, pid_, nullptr, nullptr) != 0) return sys_error(pid_, "PTRACE_SINGLESTEP", errno);
+  for (;;) {
+    int status = 0;
+    if (::waitpid(pid_, &status, __WALL) < 0) {
+      if (errno == EINTR) continue;
+      return sys_error(pid_, "waiting for an injected syscall", errno);
+    }
+    if (WIFEXITED(status) || WIFSIGNALED(status)) {
+      attached_ = false;
+      return make_error(ErrorCode::kNotFound, who(pid_) + " died in injected syscall " + std::to_string(number));
+    }
+    if (WIFSTOPPED(status) && WSTOPSIG(status) == SIGTRAP) break;
+    // Another signal stopped it first: it stays pending (we do not deliver it); step again.
+    if (::ptrace(PTRACE_SINGLESTEP, pid_, nullptr, nullptr) != 0) return sys_error(pid_, "PTRACE_SINGLESTEP", errno);
+  }
+  auto after = regs();
+  if (!after) return after.error();
+  ++injected_;
+  if (Status s = set_regs(saved.value()); !s) return s.error();
+  return long(after.value().rax);
+}
+
+Status Tracee::detach() {
+  if (!attached_) return Status::Ok();
+  attached_ = false;
+  if (::ptrace(PTRACE_DETACH, pid_, nullptr, nullptr) != 0) return sys_error(pid_, "PTRACE_DETACH", errno);
+  return Status::Ok();
+}
+
+void Tracee::kill() {
+  ::kill(pid_, SIGKILL);
+  if (attached_ || child_) ::waitpid(pid_, nullptr, __WALL);
+  attached_ = false;
+}
+
+Result<uint64_t> find_syscall_site(pid_t pid) {
+  std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+  if (!maps) return make_error(ErrorCode::kNotFound, "no process " + std::to_string(pid));
+  struct Range {
+    uint64_t start, end;
+  };
+  std::vector<Range> ranges;
+  for (std::string line; std::getline(maps, line);) {
+    std::istringstream in(line);
+    std::string span, perms;
+    in >> span >> perms;
+    if (perms.size() < 3 || perms[2] != 'x' || line.find("[vsyscall]") != std::string::npos) continue;
+    Range r{std::stoull(span.substr(0, span.find('-')), nullptr, 16),
+            std::stoull(span.substr(span.find('-') + 1), nullptr, 16)};
+    if (line.find("[vdso]") != std::string::npos)
+      ranges.insert(ranges.begin(), r);
+    else
+      ranges.push_back(r);
+  }
+  int fd = ::open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return sys_error(pid, "open /proc/PID/mem", errno);
+  std::vector<unsigned char> buf(64 * 1024);
+  for (const auto& r : ranges) {
+    for (uint64_t at = r.start; at < r.end; at += buf.size() - 1) {
+      size_t len = size_t(std::min<uint64_t>(buf.size(), r.end - at));
+      ssize_t n = ::pread(fd, buf.data(), len, off_t(at));
+      if (n < 2) break;
+      for (ssize_t i = 0; i + 1 < n; ++i)
+        if (buf[size_t(i)] == 0x0f && buf[size_t(i) + 1] == 0x05) {
+          ::close(fd);
+          return at + uint64_t(i);
+        }
+    }
+  }
+  ::close(fd);
+  return make_error(ErrorCode::kNotFound, who(pid) + " has no syscall instruction in its executable mappings");
+}
+
+}  // namespace ferry::pm

@@ -1,0 +1,90 @@
+// A process held under ptrace, and what Ferry does to it while it is held: read and write its
+// registers, extended state, signal mask and memory, and make it run system calls of our
+// choosing (syscall injection). The building block of freeze, capture and restore.
+//
+// A Tracee owns its attachment: destroying it detaches and the process continues where it
+// stopped (a syscall it was blocked in restarts as the kernel would restart it), unless
+// kill() or release() was called. No early return can leave a process stopped.
+// Not thread-safe; ptrace requires all calls from the thread that attached.
+#pragma once
+
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "dipc/status.h"
+
+namespace ferry::pm {
+
+struct RseqConfig {
+  uint64_t address = 0;
+  uint32_t length = 0;
+  uint32_t flags = 0;
+  uint32_t signature = 0;
+};
+
+class Tracee {
+ public:
+  // Attaches to a running process (PTRACE_SEIZE) and stops it (PTRACE_INTERRUPT), also when
+  // it is blocked in a system call. kNotFound for an unknown pid.
+  static Result<std::unique_ptr<Tracee>> seize(pid_t pid);
+  // Takes over a child that called PTRACE_TRACEME and then execve(): waits for its exec stop.
+  static Result<std::unique_ptr<Tracee>> adopt_exec_stopped_child(pid_t pid);
+  ~Tracee();
+  Tracee(const Tracee&) = delete;
+  Tracee& operator=(const Tracee&) = delete;
+
+  pid_t pid() const { return pid_; }
+
+  Result<user_regs_struct> regs();
+  Status set_regs(const user_regs_struct& regs);
+  // The XSAVE area (FPU, SSE, AVX, ...), as large as the kernel says it is.
+  Result<std::vector<std::byte>> xstate();
+  Status set_xstate(std::span<const std::byte> xstate);
+  Result<uint64_t> blocked_signals();
+  Status set_blocked_signals(uint64_t mask);
+  // Queued signals, thread-private or process-wide (shared).
+  Result<std::vector<std::vector<std::byte>>> pending_siginfo(bool shared);
+  Result<RseqConfig> rseq();
+
+  Status read_memory(uint64_t address, std::span<std::byte> out);
+  // Through /proc/PID/mem: writes also into read-only and executable mappings.
+  Status write_memory(uint64_t address, std::span<const std::byte> data);
+
+  // Where an injected syscall is executed: the address of a `syscall` instruction (0f 05)
+  // in an executable mapping of the tracee.
+  void set_syscall_site(uint64_t address) { syscall_site_ = address; }
+  uint64_t syscall_site() const { return syscall_site_; }
+  // Runs one system call in the tracee and returns its raw result (-errno on failure);
+  // the tracee's registers are left as they were. Precondition: a syscall site is set.
+  Result<long> syscall(long number, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0,
+                       uint64_t a5 = 0, uint64_t a6 = 0);
+  int injected_syscalls() const { return injected_; }
+
+  // Lets the process run on (same as destroying the Tracee, but reports failure).
+  Status detach();
+  // Kills the process (SIGKILL) and reaps it if it is our child.
+  void kill();
+
+ private:
+  explicit Tracee(pid_t pid, bool child) : pid_(pid), child_(child) {}
+  Status wait_stop(const char* what);
+
+  pid_t pid_;
+  bool child_;
+  bool attached_ = true;
+  int mem_fd_ = -1;
+  uint64_t syscall_site_ = 0;
+  int injected_ = 0;
+};
+
+// Finds a `syscall` instruction in the process's executable mappings (the vDSO first).
+Result<uint64_t> find_syscall_site(pid_t pid);
+
+}  // namespace ferry::pm
