@@ -1,0 +1,294 @@
+// Freeze and capture (steps 1 and 2). The order matters: everything that can refuse is checked
+// first, so that a refused process is left exactly as it was.
+#include "pm/capture.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <sstream>
+
+#include "pm/capture_checks.h"
+#include "pm/proc_info.h"
+
+namespace ferry::pm {
+namespace {
+
+capnp::Data::Reader as_data(const void* p, size_t n) {
+  return capnp::Data::Reader(static_cast<const capnp::byte*>(p), n);
+}
+
+std::string proc(pid_t pid, const std::string& what) { return "/proc/" + std::to_string(pid) + "/" + what; }
+
+wire::Vma::Kind vma_kind(const Vma& v) {
+  if (v.path == "[heap]") return wire::Vma::Kind::HEAP;
+  if (v.path == "[stack]") return wire::Vma::Kind::STACK;
+  if (v.path == "[vdso]") return wire::Vma::Kind::VDSO;
+  if (v.path == "[vvar]") return wire::Vma::Kind::VVAR;
+  if (v.path == "[vvar_vclock]") return wire::Vma::Kind::VVAR_VCLOCK;
+  if (v.path == "[vsyscall]") return wire::Vma::Kind::VSYSCALL;
+  if (v.is_file() && v.path.rfind("/dev/", 0) != 0) return wire::Vma::Kind::FILE;
+  return wire::Vma::Kind::ANONYMOUS;  // also private mappings of /dev/zero and named anonymous memory
+}
+
+// Marks the pages of `v` that carry content of their own, from /proc/PID/pagemap.
+Status fill_present(int pagemap_fd, const Vma& v, wire::Vma::Builder out, size_t page) {
+  size_t pages = v.size() / page;
+  auto bits = out.initPresent(uint32_t((pages + 7) / 8));
+  uint64_t count = 0;
+  bool anon = vma_kind(v) != wire::Vma::Kind::FILE;
+  std::vector<uint64_t> entries(4096);
+  for (size_t first = 0; first < pages; first += entries.size()) {
+    size_t n = std::min(entries.size(), pages - first);
+    off_t at = off_t((v.start / page + first) * sizeof(uint64_t));
+    ssize_t got = ::pread(pagemap_fd, entries.data(), n * sizeof(uint64_t), at);
+    if (got != ssize_t(n * sizeof(uint64_t))) return make_error(ErrorCode::kUnavailable, errno_message("read pagemap", errno));
+    for (size_t i = 0; i < n; ++i) {
+      uint64_t e = entries[i];
+      bool present = (e >> 63) & 1, swapped = (e >> 62) & 1, file_page = (e >> 61) & 1;
+      // Anonymous memory: every touched page. File mappings: only pages written (COW copies).
+      bool content = anon ? (present || swapped) : ((present || swapped) && !file_page);
+      if (!content) continue;
+      size_t p = first + i;
+      bits[uint32_t(p / 8)] |= uint8_t(1u << (p % 8));
+      ++count;
+    }
+  }
+  out.setPresentPages(count);
+  return Status::Ok();
+}
+
+// One system call's worth of scratch memory in the tracee: the bytes are saved first and put
+// back on destruction, so the frozen process never sees them change.
+class Scratch {
+ public:
+  Scratch(Tracee& t, uint64_t address, size_t size) : t_(t), address_(address), saved_(size) {
+    ok_ = t_.read_memory(address_, saved_).ok();
+  }
+  ~Scratch() {
+    if (ok_) (void)t_.write_memory(address_, saved_);
+  }
+  bool ok() const { return ok_; }
+  uint64_t address() const { return address_; }
+
+ private:
+  Tracee& t_;
+  uint64_t address_;
+  std::vector<std::byte> saved_;
+  bool ok_ = false;
+};
+
+struct KernelSigaction {
+  uint64_t handler, flags, restorer, mask;
+};
+
+Status capture_signals(Tracee& t, const StatusInfo& status, uint64_t scratch_at, wire::SignalState::Builder out) {
+  auto blocked = t.blocked_signals();
+  if (!blocked) return blocked.error();
+  out.setBlocked(blocked.value());
+  uint64_t non_default = status.sig_caught | status.sig_ignored;
+  std::vector<std::pair<int, KernelSigaction>> actions;
+  Scratch scratch(t, scratch_at, sizeof(KernelSigaction));
+  if (!scratch.ok()) return make_error(ErrorCode::kUnavailable, "no scratch memory to read signal handlers");
+  for (int sig = 1; sig <= 64; ++sig) {
+    if (!((non_default >> (sig - 1)) & 1) || sig == SIGKILL || sig == SIGSTOP) continue;
+    auto rc = t.syscall(SYS_rt_sigaction, uint64_t(sig), 0, scratch.address(), 8);
+    if (!rc) return rc.error();
+    if (rc.value() != 0) return make_error(ErrorCode::kUnavailable, "rt_sigaction(" + std::to_string(sig) + ") failed in the process");
+    KernelSigaction a{};
+    if (Status s = t.read_memory(scratch.address(), std::as_writable_bytes(std::span(&a, 1))); !s) return s;
+    actions.emplace_back(sig, a);
+  }
+  auto list = out.initHandlers(uint32_t(actions.size()));
+  for (uint32_t i = 0; i < actions.size(); ++i) {
+    list[i].setSignal(uint32_t(actions[i].first));
+    list[i].setHandler(actions[i].second.handler);
+    list[i].setFlags(actions[i].second.flags);
+    list[i].setRestorer(actions[i].second.restorer);
+    list[i].setMask(actions[i].second.mask);
+  }
+  for (bool shared : {false, true}) {
+    auto infos = t.pending_siginfo(shared);
+    if (!infos) return infos.error();
+    auto l = shared ? out.initPendingShared(uint32_t(infos.value().size())) : out.initPending(uint32_t(infos.value().size()));
+    for (uint32_t i = 0; i < infos.value().size(); ++i) l.set(i, as_data(infos.value()[i].data(), infos.value()[i].size()));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<FrozenProcess>> FrozenProcess::freeze(pid_t pid) {
+  auto t = Tracee::seize(pid);
+  if (!t) return t.error();
+  return std::unique_ptr<FrozenProcess>(new FrozenProcess(std::move(t).value()));
+}
+
+FrozenProcess::~FrozenProcess() = default;  // the Tracee detaches: the process runs on
+
+Status FrozenProcess::resume() { return tracee_->detach(); }
+
+void FrozenProcess::kill() { tracee_->kill(); }
+
+Status FrozenProcess::capture(wire::ProcessImage::Builder image) {
+  pid_t pid = tracee_->pid();
+  auto status = parse_status(read_text(proc(pid, "status")));
+  if (!status) return status.error();
+  auto maps = read_maps(pid);
+  if (!maps) return maps.error();
+  auto fds = read_fds(pid);
+  if (!fds) return fds.error();
+  if (Status s = check_movable(pid, status.value(), maps.value(), fds.value()); !s) return s;
+
+  const size_t page = size_t(sysconf(_SC_PAGESIZE));
+  image.setSourcePid(uint32_t(pid));
+  image.setPageSize(uint32_t(page));
+  image.setExe(read_link(proc(pid, "exe")));
+  std::string cmdline = read_text(proc(pid, "cmdline"));
+  for (char& c : cmdline)
+    if (c == '\0') c = ' ';
+  while (!cmdline.empty() && cmdline.back() == ' ') cmdline.pop_back();
+  image.setCommand(cmdline);
+  image.setCwd(read_link(proc(pid, "cwd")));
+  image.setUmask(status.value().umask);
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  image.setCapturedAtNs(uint64_t(now.tv_sec) * 1000000000ull + uint64_t(now.tv_nsec));
+
+  // Registers and extended state.
+  auto regs = tracee_->regs();
+  if (!regs) return regs.error();
+  image.setRegs(as_data(&regs.value(), sizeof regs.value()));
+  auto xstate = tracee_->xstate();
+  if (!xstate) return xstate.error();
+  image.setXstate(as_data(xstate.value().data(), xstate.value().size()));
+
+  // Memory map, with which pages carry content.
+  int pagemap = ::open(proc(pid, "pagemap").c_str(), O_RDONLY | O_CLOEXEC);
+  if (pagemap < 0) return make_error(ErrorCode::kUnavailable, errno_message("open pagemap", errno));
+  auto vmas = image.initVmas(uint32_t(maps.value().size()));
+  for (uint32_t i = 0; i < maps.value().size(); ++i) {
+    const Vma& v = maps.value()[i];
+    auto w = vmas[i];
+    w.setStart(v.start);
+    w.setEnd(v.end);
+    w.setProt(uint32_t(v.prot()));
+    w.setKind(vma_kind(v));
+    w.setPath(v.path);
+    w.setOffset(v.offset);
+    w.setInode(v.inode);
+    w.setDevice(makedev(v.dev_major, v.dev_minor));
+    w.setGrowsDown(v.path == "[stack]");
+    if (!v.is_special() && v.prot() != PROT_NONE) {
+      if (Status s = fill_present(pagemap, v, w, page); !s) {
+        ::close(pagemap);
+        return s;
+      }
+    }
+  }
+  ::close(pagemap);
+
+  // mm fields; brk itself only the process can tell (brk(0) returns it).
+  auto syscall_site = find_syscall_site(pid);
+  if (!syscall_site) return syscall_site.error();
+  tracee_->set_syscall_site(syscall_site.value());
+  auto mm = parse_stat_mm(read_text(proc(pid, "stat")));
+  if (!mm) return mm.error();
+  auto brk = tracee_->syscall(SYS_brk, 0);
+  if (!brk) return brk.error();
+  auto m = image.initMm();
+  m.setStartCode(mm.value().start_code);
+  m.setEndCode(mm.value().end_code);
+  m.setStartData(mm.value().start_data);
+  m.setEndData(mm.value().end_data);
+  m.setStartBrk(mm.value().start_brk);
+  m.setBrk(uint64_t(brk.value()));
+  m.setStartStack(mm.value().start_stack);
+  m.setArgStart(mm.value().arg_start);
+  m.setArgEnd(mm.value().arg_end);
+  m.setEnvStart(mm.value().env_start);
+  m.setEnvEnd(mm.value().env_end);
+  std::string auxv = read_text(proc(pid, "auxv"));
+  image.setAuxv(as_data(auxv.data(), auxv.size()));
+
+  auto rseq = tracee_->rseq();
+  if (!rseq) return rseq.error();
+  auto r = image.initRseq();
+  r.setAddress(rseq.value().address);
+  r.setLength(rseq.value().length);
+  r.setSignature(rseq.value().signature);
+
+  // Open files (check_movable let only restorable ones through).
+  auto files = image.initFiles(uint32_t(fds.value().size()));
+  for (uint32_t i = 0; i < fds.value().size(); ++i) {
+    const OpenFd& f = fds.value()[i];
+    files[i].setFd(f.fd);
+    files[i].setPath(f.target);
+    files[i].setFlags(f.flags);
+    files[i].setPosition(f.position);
+    files[i].setKind(S_ISREG(f.mode)   ? wire::OpenFile::Kind::REGULAR
+                     : S_ISDIR(f.mode) ? wire::OpenFile::Kind::DIRECTORY
+                                       : wire::OpenFile::Kind::CHARACTER_DEVICE);
+  }
+
+  std::vector<std::pair<int, rlimit>> limits;
+  for (int res = 0; res < RLIM_NLIMITS; ++res) {
+    rlimit l{};
+    if (::prlimit(pid, __rlimit_resource(res), nullptr, &l) == 0) limits.emplace_back(res, l);
+  }
+  auto rl = image.initRlimits(uint32_t(limits.size()));
+  for (uint32_t i = 0; i < limits.size(); ++i) {
+    rl[i].setResource(uint32_t(limits[i].first));
+    rl[i].setSoft(limits[i].second.rlim_cur);
+    rl[i].setHard(limits[i].second.rlim_max);
+  }
+
+  // Signal handlers are read by the process itself (rt_sigaction), into a word of its stack
+  // page that is saved and put back.
+  uint64_t scratch = (regs.value().rsp & ~uint64_t(page - 1));
+  if (Status s = capture_signals(*tracee_, status.value(), scratch, image.initSignals()); !s) return s;
+
+  auto creds = image.initCreds();
+  auto uid = creds.initUid(4);
+  auto gid = creds.initGid(4);
+  for (uint32_t i = 0; i < 4; ++i) {
+    uid.set(i, status.value().uid[i]);
+    gid.set(i, status.value().gid[i]);
+  }
+  auto groups = creds.initGroups(uint32_t(status.value().groups.size()));
+  for (uint32_t i = 0; i < status.value().groups.size(); ++i) groups.set(i, status.value().groups[i]);
+  return Status::Ok();
+}
+
+Status FrozenProcess::read_pages(wire::ProcessImage::Reader image,
+                                 const std::function<Status(uint64_t, std::span<const std::byte>)>& sink,
+                                 size_t chunk) {
+  const size_t page = image.getPageSize();
+  std::vector<std::byte> buf(chunk);
+  for (auto v : image.getVmas()) {
+    auto bits = v.getPresent();
+    size_t pages = (v.getEnd() - v.getStart()) / page;
+    size_t p = 0;
+    while (p < pages && bits.size() > 0) {
+      while (p < pages && !((bits[p / 8] >> (p % 8)) & 1)) ++p;
+      size_t run = p;
+      while (run < pages && (run - p + 1) * page <= chunk && ((bits[run / 8] >> (run % 8)) & 1)) ++run;
+      if (run == p) break;
+      uint64_t at = v.getStart() + p * page;
+      std::span<std::byte> out(buf.data(), (run - p) * page);
+      if (Status s = tracee_->read_memory(at, out); !s) return s;
+      if (Status s = sink(at, out); !s) return s;
+      p = run;
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace ferry::pm

@@ -1,0 +1,57 @@
+// Steps 1 and 2 of a migration: freeze a process and capture its state into a ProcessImage
+// (pm/image.capnp). Memory contents are not in the image: the frozen process keeps them, and
+// read_pages() (or, later, the pager) hands them out.
+//
+// A process that holds something this release cannot move is refused with an error that
+// names it ("fd 5 is a TCP socket", "mapping 7f1c2e000000-7f1c2e021000 is MAP_SHARED",
+// "3 threads: multi-threaded processes are not yet supported") and left running as it was.
+//
+// Thread-safety: a FrozenProcess is used from the thread that froze it (ptrace's rule).
+#pragma once
+
+#include <capnp/message.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+
+#include "dipc/status.h"
+#include "pm/image.capnp.h"
+#include "pm/tracee.h"
+
+namespace ferry::pm {
+
+class FrozenProcess {
+ public:
+  // Stops every thread of `pid` where it is (step 1). kNotFound for an unknown pid.
+  static Result<std::unique_ptr<FrozenProcess>> freeze(pid_t pid);
+  // Resumes the process unless kill() was called.
+  ~FrozenProcess();
+
+  pid_t pid() const { return tracee_->pid(); }
+
+  // Captures the state (step 2) into `image`; kRefused names what cannot move. After a
+  // refusal the process is still frozen: destroy this object to let it run on, untouched.
+  Status capture(wire::ProcessImage::Builder image);
+
+  // Calls `sink(address, bytes)` for each run of pages the image marks present, in address
+  // order, in chunks of at most `chunk` bytes.
+  Status read_pages(wire::ProcessImage::Reader image,
+                    const std::function<Status(uint64_t, std::span<const std::byte>)>& sink,
+                    size_t chunk = 1 << 20);
+
+  // Resumes it now (same as destruction, reporting failure).
+  Status resume();
+  // Ends it: after a checkpoint, or once a migration has committed elsewhere.
+  void kill();
+
+  Tracee& tracee() { return *tracee_; }
+
+ private:
+  explicit FrozenProcess(std::unique_ptr<Tracee> t) : tracee_(std::move(t)) {}
+  std::unique_ptr<Tracee> tracee_;
+};
+
+}  // namespace ferry::pm

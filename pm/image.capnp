@@ -1,0 +1,115 @@
+# ProcessImage: everything about a frozen process except its memory contents, which travel
+# beside it (copied into a checkpoint directory, or served by the source pager).
+@0x939ab986a5abf249;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("ferry::pm::wire");
+
+struct ProcessImage {
+  sourcePid @0 :UInt32;
+  exe @1 :Text;                  # /proc/PID/exe at capture
+  command @2 :Text;              # for people: the command line
+  regs @3 :Data;                 # struct user_regs_struct (x86_64)
+  xstate @4 :Data;               # XSAVE area, as long as the kernel gave it
+  vmas @5 :List(Vma);
+  mm @6 :MmFields;
+  auxv @7 :Data;
+  rseq @8 :Rseq;
+  files @9 :List(OpenFile);
+  cwd @10 :Text;
+  umask @11 :UInt32;
+  rlimits @12 :List(Rlimit);
+  signals @13 :SignalState;
+  creds @14 :Credentials;
+  capturedAtNs @15 :UInt64;      # CLOCK_REALTIME
+  pageSize @16 :UInt32;
+}
+
+struct Vma {
+  start @0 :UInt64;
+  end @1 :UInt64;
+  prot @2 :UInt32;               # PROT_* bits
+  kind @3 :Kind;
+  path @4 :Text;                 # backing file ("" for anonymous memory)
+  offset @5 :UInt64;             # in the file
+  inode @6 :UInt64;
+  device @7 :UInt64;             # makedev(major, minor)
+  growsDown @8 :Bool;
+  # Which pages carry content of their own (anonymous pages that were touched, file pages
+  # that were written): one bit per page, least significant bit first. Pages without a bit
+  # are zero (anonymous) or the file's content (file-backed).
+  present @9 :Data;
+  presentPages @10 :UInt64;
+
+  enum Kind {
+    anonymous @0;
+    file @1;                     # MAP_PRIVATE file mapping
+    heap @2;
+    stack @3;
+    vdso @4;
+    vvar @5;
+    vvarVclock @6;
+    vsyscall @7;
+  }
+}
+
+struct MmFields {
+  startCode @0 :UInt64;
+  endCode @1 :UInt64;
+  startData @2 :UInt64;
+  endData @3 :UInt64;
+  startBrk @4 :UInt64;
+  brk @5 :UInt64;
+  startStack @6 :UInt64;
+  argStart @7 :UInt64;
+  argEnd @8 :UInt64;
+  envStart @9 :UInt64;
+  envEnd @10 :UInt64;
+}
+
+struct Rseq {
+  address @0 :UInt64;            # 0: not registered
+  length @1 :UInt32;
+  signature @2 :UInt32;
+}
+
+struct OpenFile {
+  fd @0 :Int32;
+  path @1 :Text;
+  flags @2 :UInt32;              # open flags (O_ACCMODE, O_APPEND, O_CLOEXEC, ...)
+  position @3 :UInt64;
+  kind @4 :Kind;
+
+  enum Kind {
+    regular @0;
+    characterDevice @1;          # /dev/null, a tty
+    directory @2;
+  }
+}
+
+struct Rlimit {
+  resource @0 :UInt32;
+  soft @1 :UInt64;
+  hard @2 :UInt64;
+}
+
+struct SignalState {
+  blocked @0 :UInt64;
+  handlers @1 :List(SigAction);  # signals whose disposition is not the default
+  pending @2 :List(Data);        # siginfo_t of thread-directed queued signals
+  pendingShared @3 :List(Data);  # and of process-wide ones
+}
+
+struct SigAction {
+  signal @0 :UInt32;
+  handler @1 :UInt64;            # SIG_IGN = 1, or the handler's address
+  flags @2 :UInt64;
+  restorer @3 :UInt64;
+  mask @4 :UInt64;
+}
+
+struct Credentials {
+  uid @0 :List(UInt32);          # real, effective, saved, filesystem
+  gid @1 :List(UInt32);
+  groups @2 :List(UInt32);
+}
