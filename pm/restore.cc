@@ -1,0 +1,430 @@
+// Rebuilding a process from its image (step 3), in the order the kernel allows it:
+//   stub -> scratch page -> stub unmapped -> vDSO moved -> VMAs and memory -> mm fields and exe
+//   -> files, cwd, umask, rlimits -> signal handlers, rseq -> pending signals -> credentials
+//   -> signal mask, extended state, registers.
+// Signals stay blocked in the stub until the very end, so nothing is delivered half-built.
+#include "pm/restore.h"
+
+#include <fcntl.h>
+#include <linux/prctl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/user.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <sstream>
+
+#include "pm/proc_info.h"
+
+namespace ferry::pm {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kScratchPages = 4;  // page 0: code; pages 1..3: data for syscall arguments
+
+std::string hex(uint64_t v) {
+  std::ostringstream s;
+  s << "0x" << std::hex << v;
+  return s.str();
+}
+
+// The stub being rebuilt: injected syscalls with errors that say what failed.
+class Builder {
+ public:
+  Builder(Tracee& t, uint64_t data) : t_(t), data_(data) {}
+
+  Result<long> call(const std::string& what, long nr, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0,
+                    uint64_t a4 = 0, uint64_t a5 = 0, uint64_t a6 = 0) {
+    auto r = t_.syscall(nr, a1, a2, a3, a4, a5, a6);
+    if (!r) return r.error();
+    if (r.value() < 0 && r.value() > -4096)
+      return make_error(ErrorCode::kUnavailable, "restore: " + what + ": " + std::strerror(int(-r.value())));
+    return r.value();
+  }
+  // Copies bytes into the stub's data pages and returns their address there.
+  Result<uint64_t> put(const void* bytes, size_t n) {
+    if (n > (kScratchPages - 1) * kPage) return make_error(ErrorCode::kInvalid, "restore: argument too large");
+    if (Status s = t_.write_memory(data_, std::span(static_cast<const std::byte*>(bytes), n)); !s) return s.error();
+    return data_;
+  }
+  Result<uint64_t> put_string(const std::string& s) { return put(s.c_str(), s.size() + 1); }
+  uint64_t data_address() const { return data_; }
+  Tracee& tracee() { return t_; }
+
+ private:
+  Tracee& t_;
+  uint64_t data_;
+};
+
+pid_t spawn_stub(const std::filesystem::path& stub, const RestoreOptions& o, int& err) {
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) != 0) {
+    err = errno;
+    return -1;
+  }
+  pid_t pid = ::fork();
+  if (pid != 0) {
+    ::close(report[1]);
+    if (pid > 0) {
+      // EOF: exec happened (or the child died); a number: why it could not.
+      int child_err = 0;
+      if (::read(report[0], &child_err, sizeof child_err) == sizeof child_err) {
+        err = child_err;
+        pid = -1;
+      }
+    } else {
+      err = errno;
+    }
+    ::close(report[0]);
+    return pid;
+  }
+  auto fail = [&](int e) {
+    [[maybe_unused]] ssize_t n = ::write(report[1], &e, sizeof e);
+    _exit(127);
+  };
+  if (o.new_session) ::setsid();
+  int tmp[3];
+  for (int i = 0; i < 3; ++i) {
+    int src = o.stdio[i] >= 0 ? o.stdio[i] : ::open("/dev/null", O_RDWR);
+    tmp[i] = ::fcntl(src, F_DUPFD, 10);
+  }
+  for (int i = 0; i < 3; ++i) ::dup2(tmp[i], i);
+  // Nothing of ours leaks into the restored process; the report pipe closes itself at exec.
+  unsigned keep = unsigned(report[1]);
+  if (keep > 3) ::close_range(3, keep - 1, 0);
+  ::close_range(keep + 1, ~0u, 0);
+  if (::ptrace(PTRACE_TRACEME, 0, nullptr, nullptr) != 0) fail(errno);
+  char* argv[] = {const_cast<char*>("ferry-restore-stub"), nullptr};
+  char* envp[] = {nullptr};
+  ::execve(stub.c_str(), argv, envp);
+  fail(errno);
+  return -1;
+}
+
+// A free range of `size` bytes that overlaps neither the image's VMAs nor the stub's.
+uint64_t find_hole(wire::ProcessImage::Reader image, const std::vector<Vma>& stub, uint64_t size,
+                   uint64_t avoid_start = 0, uint64_t avoid_end = 0) {
+  auto overlaps = [&](uint64_t a, uint64_t b) {
+    for (auto v : image.getVmas())
+      if (a < v.getEnd() && v.getStart() < b) return true;
+    for (const auto& v : stub)
+      if (a < v.end && v.start < b) return true;
+    return a < avoid_end && avoid_start < b;
+  };
+  for (uint64_t at = 0x3e0000000000ull; at > 0x100000000ull; at -= 0x40000000ull)
+    if (!overlaps(at, at + size)) return at;
+  return 0;
+}
+
+bool is_vdso_kind(wire::Vma::Kind k) {
+  return k == wire::Vma::Kind::VDSO || k == wire::Vma::Kind::VVAR || k == wire::Vma::Kind::VVAR_VCLOCK;
+}
+
+// Moves the stub's [vvar], [vvar_vclock] and [vdso] to where the image had them: first all
+// into a free hole, then each to its place, so that overlapping ranges never collide.
+Status move_vdso(Builder& b, wire::ProcessImage::Reader image, const std::vector<Vma>& stub_maps, uint64_t hole) {
+  std::map<std::string, const Vma*> ours;
+  for (const auto& v : stub_maps)
+    if (v.path == "[vdso]" || v.path == "[vvar]" || v.path == "[vvar_vclock]") ours[v.path] = &v;
+  std::map<std::string, wire::Vma::Reader> theirs;
+  for (auto v : image.getVmas())
+    if (is_vdso_kind(v.getKind())) theirs.emplace(v.getPath().cStr(), v);
+  if (ours.empty()) return Status::Ok();
+  uint64_t base = ours.begin()->second->start;
+  for (auto& [name, v] : ours) base = std::min(base, v->start);
+  std::map<std::string, uint64_t> parked;
+  for (auto& [name, v] : ours) {
+    uint64_t to = hole + (v->start - base);
+    auto r = b.call("park " + name, SYS_mremap, v->start, v->size(), v->size(), MREMAP_MAYMOVE | MREMAP_FIXED, to);
+    if (!r) return r.error();
+    parked[name] = to;
+  }
+  for (auto& [name, v] : ours) {
+    auto it = theirs.find(name);
+    if (it == theirs.end()) {  // the source kernel had no such mapping
+      if (auto r = b.call("unmap " + name, SYS_munmap, parked[name], v->size()); !r) return r.error();
+      continue;
+    }
+    uint64_t size = it->second.getEnd() - it->second.getStart();
+    if (size != v->size())
+      return make_error(ErrorCode::kRefused, "the " + name + " area differs between the nodes (" + std::to_string(size) +
+                                                 " bytes there, " + std::to_string(v->size()) + " here): different kernels");
+    auto r = b.call("move " + name + " to " + hex(it->second.getStart()), SYS_mremap, parked[name], size, size,
+                    MREMAP_MAYMOVE | MREMAP_FIXED, it->second.getStart());
+    if (!r) return r.error();
+  }
+  return Status::Ok();
+}
+
+Status map_vmas(Builder& b, wire::ProcessImage::Reader image) {
+  for (auto v : image.getVmas()) {
+    auto kind = v.getKind();
+    if (is_vdso_kind(kind) || kind == wire::Vma::Kind::VSYSCALL) continue;
+    uint64_t start = v.getStart(), len = v.getEnd() - v.getStart();
+    std::string where = "map " + hex(start) + "-" + hex(v.getEnd());
+    if (kind == wire::Vma::Kind::FILE) {
+      std::string path = v.getPath();
+      struct stat st {};
+      if (::stat(path.c_str(), &st) != 0 || st.st_ino != v.getInode())
+        return make_error(ErrorCode::kRefused, "mapped file " + path + (::stat(path.c_str(), &st) != 0 ? " is gone" : " changed since the capture"));
+      auto p = b.put_string(path);
+      if (!p) return p.error();
+      auto fd = b.call("open " + path, SYS_openat, uint64_t(AT_FDCWD), p.value(), O_RDONLY | O_CLOEXEC);
+      if (!fd) return fd.error();
+      auto m = b.call(where + " (" + path + ")", SYS_mmap, start, len, v.getProt(), MAP_PRIVATE | MAP_FIXED,
+                      uint64_t(fd.value()), v.getOffset());
+      (void)b.call("close", SYS_close, uint64_t(fd.value()));
+      if (!m) return m.error();
+    } else {
+      int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | (v.getGrowsDown() ? MAP_GROWSDOWN : 0);
+      auto m = b.call(where, SYS_mmap, start, len, v.getProt(), uint64_t(flags), uint64_t(-1), 0);
+      if (!m) return m.error();
+    }
+  }
+  return Status::Ok();
+}
+
+// The layout of struct prctl_mm_map (linux/prctl.h), spelled out to stay independent of headers.
+struct MmMap {
+  uint64_t start_code, end_code, start_data, end_data, start_brk, brk, start_stack;
+  uint64_t arg_start, arg_end, env_start, env_end;
+  uint64_t auxv;
+  uint32_t auxv_size;
+  uint32_t exe_fd;
+};
+
+Status restore_mm(Builder& b, wire::ProcessImage::Reader image) {
+  auto mm = image.getMm();
+  auto auxv = image.getAuxv();
+  std::vector<std::byte> blob(sizeof(MmMap) + auxv.size());
+  int exe_fd = -1;
+  std::string exe = image.getExe();
+  if (!exe.empty()) {
+    auto p = b.put_string(exe);
+    if (!p) return p.error();
+    auto fd = b.call("open executable " + exe, SYS_openat, uint64_t(AT_FDCWD), p.value(), O_RDONLY | O_CLOEXEC);
+    if (fd) exe_fd = int(fd.value());  // without it /proc/PID/exe names the stub: harmless
+  }
+  MmMap m{mm.getStartCode(), mm.getEndCode(), mm.getStartData(), mm.getEndData(), mm.getStartBrk(), mm.getBrk(),
+          mm.getStartStack(), mm.getArgStart(), mm.getArgEnd(), mm.getEnvStart(), mm.getEnvEnd(), 0,
+          uint32_t(auxv.size()), uint32_t(exe_fd)};
+  // auxv travels right after the struct in the data pages.
+  m.auxv = b.data_address() + sizeof(MmMap);
+  std::memcpy(blob.data(), &m, sizeof m);
+  std::memcpy(blob.data() + sizeof m, auxv.begin(), auxv.size());
+  auto addr = b.put(blob.data(), blob.size());
+  if (!addr) return addr.error();
+  auto r = b.call("PR_SET_MM_MAP", SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, addr.value(), sizeof(MmMap), 0);
+  if (exe_fd >= 0) (void)b.call("close", SYS_close, uint64_t(exe_fd));
+  if (!r) return r.error();
+  return Status::Ok();
+}
+
+Status restore_files(Builder& b, wire::ProcessImage::Reader image) {
+  bool have[3] = {false, false, false};
+  for (auto f : image.getFiles()) {
+    int fd = f.getFd();
+    if (fd >= 0 && fd <= 2) have[fd] = true;
+    std::string path = f.getPath();
+    if (path.empty() || path.front() != '/') continue;  // a stdio pipe or socket: the stub's own stays
+    uint32_t flags = f.getFlags() & ~uint32_t(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY);
+    auto p = b.put_string(path);
+    if (!p) return p.error();
+    auto opened = b.call("reopen fd " + std::to_string(fd) + " (" + path + ")", SYS_openat, uint64_t(AT_FDCWD),
+                         p.value(), flags, 0);
+    if (!opened) return opened.error();
+    if (opened.value() != fd) {
+      auto d = b.call("dup fd " + std::to_string(fd), SYS_dup3, uint64_t(opened.value()), uint64_t(fd),
+                      (flags & O_CLOEXEC) ? O_CLOEXEC : 0);
+      (void)b.call("close", SYS_close, uint64_t(opened.value()));
+      if (!d) return d.error();
+    }
+    if (f.getKind() == wire::OpenFile::Kind::REGULAR) {
+      auto s = b.call("seek fd " + std::to_string(fd), SYS_lseek, uint64_t(fd), f.getPosition(), SEEK_SET);
+      if (!s) return s.error();
+    }
+  }
+  for (int fd = 0; fd <= 2; ++fd)
+    if (!have[fd]) (void)b.call("close", SYS_close, uint64_t(fd));
+  if (std::string cwd = image.getCwd(); !cwd.empty()) {
+    auto p = b.put_string(cwd);
+    if (!p) return p.error();
+    if (auto r = b.call("chdir " + cwd, SYS_chdir, p.value()); !r) return r.error();
+  }
+  (void)b.call("umask", SYS_umask, image.getUmask());
+  for (auto l : image.getRlimits()) {
+    rlimit lim{l.getSoft(), l.getHard()};
+    auto p = b.put(&lim, sizeof lim);
+    if (!p) return p.error();
+    (void)b.tracee().syscall(SYS_prlimit64, 0, l.getResource(), p.value(), 0);  // raising a hard limit may be refused
+  }
+  return Status::Ok();
+}
+
+struct KernelSigaction {
+  uint64_t handler, flags, restorer, mask;
+};
+
+Status restore_signals_and_rseq(Builder& b, wire::ProcessImage::Reader image) {
+  auto sigs = image.getSignals();
+  for (auto h : sigs.getHandlers()) {
+    KernelSigaction a{h.getHandler(), h.getFlags(), h.getRestorer(), h.getMask()};
+    auto p = b.put(&a, sizeof a);
+    if (!p) return p.error();
+    if (auto r = b.call("sigaction " + std::to_string(h.getSignal()), SYS_rt_sigaction, h.getSignal(), p.value(), 0, 8); !r)
+      return r.error();
+  }
+  auto rseq = image.getRseq();
+  if (rseq.getAddress() != 0) {
+    if (auto r = b.call("rseq", SYS_rseq, rseq.getAddress(), rseq.getLength(), 0, rseq.getSignature()); !r)
+      return r.error();
+  }
+  // Pending signals are queued by the process to itself (allowed for any si_code), while every
+  // signal is still blocked.
+  pid_t pid = b.tracee().pid();
+  for (bool shared : {false, true}) {
+    for (auto info : shared ? sigs.getPendingShared() : sigs.getPending()) {
+      siginfo_t si{};
+      std::memcpy(&si, info.begin(), std::min(sizeof si, size_t(info.size())));
+      auto p = b.put(&si, sizeof si);
+      if (!p) return p.error();
+      auto r = shared ? b.call("queue signal", SYS_rt_sigqueueinfo, uint64_t(pid), uint64_t(si.si_signo), p.value())
+                      : b.call("queue signal", SYS_rt_tgsigqueueinfo, uint64_t(pid), uint64_t(pid),
+                               uint64_t(si.si_signo), p.value());
+      if (!r) return r.error();
+    }
+  }
+  return Status::Ok();
+}
+
+Status restore_credentials(Builder& b, wire::ProcessImage::Reader image) {
+  auto c = image.getCreds();
+  if (c.getUid().size() < 4 || c.getGid().size() < 4) return Status::Ok();
+  bool root = c.getUid()[0] == 0 && c.getUid()[1] == 0 && c.getUid()[2] == 0 && c.getGid()[0] == 0 &&
+              c.getGid()[1] == 0 && c.getGid()[2] == 0 && c.getGroups().size() == 0;
+  if (root) return Status::Ok();
+  std::vector<uint32_t> groups;
+  for (uint32_t g : c.getGroups()) groups.push_back(g);
+  auto p = b.put(groups.data(), groups.size() * sizeof(uint32_t));
+  if (!p) return p.error();
+  if (auto r = b.call("setgroups", SYS_setgroups, groups.size(), p.value()); !r) return r.error();
+  if (auto r = b.call("setresgid", SYS_setresgid, c.getGid()[0], c.getGid()[1], c.getGid()[2]); !r) return r.error();
+  if (auto r = b.call("setresuid", SYS_setresuid, c.getUid()[0], c.getUid()[1], c.getUid()[2]); !r) return r.error();
+  return Status::Ok();
+}
+
+Status restore_cpu(Tracee& t, wire::ProcessImage::Reader image) {
+  user_regs_struct regs{};
+  auto raw = image.getRegs();
+  if (raw.size() != sizeof regs) return make_error(ErrorCode::kInvalid, "the image's registers have the wrong size");
+  std::memcpy(&regs, raw.begin(), sizeof regs);
+  // Stopped inside a syscall that the kernel would restart: run it again with its original
+  // arguments (they are still in the registers). For ERESTART_RESTARTBLOCK (-516, e.g.
+  // clock_nanosleep) the kernel's restart block stayed behind on the source, so the original
+  // call is re-issued rather than restart_syscall: a relative sleep starts over.
+  long rax = long(regs.rax), orig = long(regs.orig_rax);
+  if (orig >= 0 && (rax == -512 || rax == -513 || rax == -514 || rax == -516)) {
+    regs.rax = regs.orig_rax;
+    regs.rip -= 2;
+  }
+  regs.orig_rax = uint64_t(-1);
+  auto xs = image.getXstate();
+  if (Status s = t.set_xstate(std::span(reinterpret_cast<const std::byte*>(xs.begin()), xs.size())); !s) return s;
+  if (Status s = t.set_blocked_signals(image.getSignals().getBlocked()); !s) return s;
+  return t.set_regs(regs);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<RestoredProcess>> RestoredProcess::build(wire::ProcessImage::Reader image, const PageFeed& pages,
+                                                                const RestoreOptions& options) {
+  auto t0 = std::chrono::steady_clock::now();
+  std::filesystem::path stub = options.stub;
+  if (stub.empty()) stub = std::filesystem::read_symlink("/proc/self/exe").parent_path() / "ferry-restore-stub";
+  if (image.getPageSize() != kPage)
+    return make_error(ErrorCode::kRefused, "the image has pages of " + std::to_string(image.getPageSize()) + " bytes");
+  int err = 0;
+  pid_t pid = spawn_stub(stub, options, err);
+  if (pid < 0) return make_error(ErrorCode::kUnavailable, errno_message("start the restore stub " + stub.string(), err));
+  auto adopted = Tracee::adopt_exec_stopped_child(pid);
+  if (!adopted) return adopted.error();
+  std::unique_ptr<RestoredProcess> proc(new RestoredProcess(std::move(adopted).value()));
+  Tracee& t = *proc->tracee_;
+  auto fail = [&](const Error& e) -> Result<std::unique_ptr<RestoredProcess>> {
+    t.kill();
+    return e;
+  };
+
+  // Nothing is delivered to a half-built process.
+  if (Status s = t.set_blocked_signals(~0ull); !s) return fail(s.error());
+  auto stub_maps = read_maps(pid);
+  if (!stub_maps) return fail(stub_maps.error());
+  auto site = find_syscall_site(pid);
+  if (!site) return fail(site.error());
+  t.set_syscall_site(site.value());
+
+  // A scratch area of our own, then the stub's own image and stack go.
+  uint64_t scratch = find_hole(image, stub_maps.value(), kScratchPages * kPage);
+  if (!scratch) return fail(make_error(ErrorCode::kUnavailable, "restore: no free address range for the scratch area"));
+  auto m = t.syscall(SYS_mmap, scratch, kScratchPages * kPage, PROT_READ | PROT_WRITE | PROT_EXEC,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, uint64_t(-1), 0);
+  if (!m || uint64_t(m.value()) != scratch) return fail(make_error(ErrorCode::kUnavailable, "restore: cannot map the scratch area"));
+  const unsigned char code[] = {0x0f, 0x05, 0xcc};  // syscall; int3
+  if (Status s = t.write_memory(scratch, std::as_bytes(std::span(code))); !s) return fail(s.error());
+  t.set_syscall_site(scratch);
+  Builder b(t, scratch + kPage);
+  for (const auto& v : stub_maps.value()) {
+    if (v.path == "[vdso]" || v.path == "[vvar]" || v.path == "[vvar_vclock]" || v.path == "[vsyscall]") continue;
+    if (auto r = b.call("unmap the stub's " + (v.path.empty() ? hex(v.start) : v.path), SYS_munmap, v.start, v.size()); !r)
+      return fail(r.error());
+  }
+  uint64_t vdso_hole = find_hole(image, stub_maps.value(), 64 * kPage, scratch, scratch + kScratchPages * kPage);
+  if (Status s = move_vdso(b, image, stub_maps.value(), vdso_hole); !s) return fail(s.error());
+
+  // The address space, then its contents.
+  if (Status s = map_vmas(b, image); !s) return fail(s.error());
+  uint64_t written = 0;
+  Status filled = pages([&](uint64_t address, std::span<const std::byte> bytes) {
+    written += bytes.size() / kPage;
+    return t.write_memory(address, bytes);
+  });
+  if (!filled) return fail(filled.error());
+  proc->stats_.pages_written = written;
+
+  if (Status s = restore_mm(b, image); !s) return fail(s.error());
+  if (Status s = restore_files(b, image); !s) return fail(s.error());
+  if (Status s = restore_signals_and_rseq(b, image); !s) return fail(s.error());
+  if (Status s = restore_credentials(b, image); !s) return fail(s.error());
+
+  // The last injected call removes the scratch area, from a syscall instruction of the
+  // restored process's own (its vDSO has one).
+  auto own_site = find_syscall_site(pid);
+  if (!own_site) return fail(own_site.error());
+  t.set_syscall_site(own_site.value());
+  if (auto r = b.call("unmap the scratch area", SYS_munmap, scratch, kScratchPages * kPage); !r) return fail(r.error());
+  if (Status s = restore_cpu(t, image); !s) return fail(s.error());
+
+  proc->stats_.injected_syscalls = t.injected_syscalls();
+  proc->stats_.build_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return proc;
+}
+
+RestoredProcess::~RestoredProcess() {
+  if (!started_ && tracee_) tracee_->kill();
+}
+
+Status RestoredProcess::start() {
+  if (Status s = tracee_->detach(); !s) return s;
+  started_ = true;
+  return Status::Ok();
+}
+
+}  // namespace ferry::pm

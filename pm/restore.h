@@ -1,0 +1,64 @@
+// Step 3 of a migration: build a new process from a ProcessImage, so that it continues as if
+// nothing happened. The process is rebuilt from the restore stub (pm/stub/) by injected system
+// calls: every VMA mapped at its original address (files re-mapped at their offsets),
+// the vDSO moved to the source's address, mm fields restored with PR_SET_MM_MAP, files
+// reopened at their offsets, cwd, umask, rlimits, signal state, rseq, credentials, registers
+// and extended state. A syscall it was blocked in is restarted with its original arguments.
+//
+// Memory contents come from a PageFeed: (address, bytes) runs in the image's order, as
+// FrozenProcess::read_pages and the checkpoint reader produce them.
+//
+// On success the caller owns a stopped, fully built process (a child of the calling thread's
+// process) and decides when it runs; on failure the half-built process is killed.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <span>
+
+#include "dipc/status.h"
+#include "pm/image.capnp.h"
+#include "pm/tracee.h"
+
+namespace ferry::pm {
+
+using PageSink = std::function<Status(uint64_t address, std::span<const std::byte> bytes)>;
+using PageFeed = std::function<Status(const PageSink& sink)>;
+
+struct RestoreOptions {
+  std::filesystem::path stub;  // default: ferry-restore-stub beside the running executable
+  // Descriptors of the restoring process that become the restored one's stdin, stdout and
+  // stderr when those were pipes, sockets or terminals (-1: /dev/null).
+  int stdio[3] = {0, 1, 2};
+  bool new_session = false;  // setsid() in the restored process (a detached restore)
+};
+
+struct RestoreStats {
+  int injected_syscalls = 0;
+  uint64_t pages_written = 0;
+  double build_ms = 0;  // from fork of the stub to ready-to-run
+};
+
+class RestoredProcess {
+ public:
+  // Builds the process; it is stopped and ready when this returns.
+  static Result<std::unique_ptr<RestoredProcess>> build(wire::ProcessImage::Reader image, const PageFeed& pages,
+                                                        const RestoreOptions& options);
+  ~RestoredProcess();  // kills it unless it was started
+
+  pid_t pid() const { return tracee_->pid(); }
+  const RestoreStats& stats() const { return stats_; }
+  // Lets it run (detaches). It stays a child of this process.
+  Status start();
+
+ private:
+  explicit RestoredProcess(std::unique_ptr<Tracee> t) : tracee_(std::move(t)) {}
+  std::unique_ptr<Tracee> tracee_;
+  RestoreStats stats_;
+  bool started_ = false;
+};
+
+}  // namespace ferry::pm
