@@ -18,5 +18,7 @@ int cluster_up(const Context& ctx, const runtime::ClusterUpOptions& options);
 int cluster_down(const Context& ctx);
 int nodes(const Context& ctx);
 int ping(const Context& ctx, const std::string& target, int count, int size);
+int checkpoint(int pid, const std::string& dir, bool leave_running);
+int restore(const std::string& dir);
 
 }  // namespace ferry::cli

@@ -37,6 +37,16 @@ int main(int argc, char** argv) {
   ping->add_option("--size", size, "payload bytes")->check(CLI::Range(0, 65536));
   ping->add_flag("--json", json, "machine-readable output");
 
+  int pid = 0;
+  std::string dir;
+  bool leave_running = false;
+  auto* cp = app.add_subcommand("checkpoint", "save a running process into a directory (it is stopped unless --leave-running)");
+  cp->add_option("pid", pid, "process id")->required();
+  cp->add_option("--dir", dir, "directory to write")->required();
+  cp->add_flag("--leave-running", leave_running, "let the process run on after the checkpoint");
+  auto* rs = app.add_subcommand("restore", "bring a checkpointed process back; prints its pid");
+  rs->add_option("--dir", dir, "checkpoint directory")->required();
+
   CLI11_PARSE(app, argc, argv);
   ferry::runtime::setup_logging("ferry", "warn");
   if (node.empty())
@@ -47,5 +57,7 @@ int main(int argc, char** argv) {
   if (down->parsed()) return ferry::cli::cluster_down(ctx);
   if (nodes->parsed()) return ferry::cli::nodes(ctx);
   if (ping->parsed()) return ferry::cli::ping(ctx, target, count, size);
+  if (cp->parsed()) return ferry::cli::checkpoint(pid, dir, leave_running);
+  if (rs->parsed()) return ferry::cli::restore(dir);
   return 2;
 }
