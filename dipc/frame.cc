@@ -93,6 +93,12 @@ Result<std::unique_ptr<Inbound>> open_frame(std::span<const std::byte> bytes, co
     in->reader_.emplace(words, options);
     auto root = in->reader_->getRoot<wire::Envelope>();
     root.totalSize();  // traverses every pointer: a malformed message throws here, not later
+    // Bounds are checked; types are checked when read: read every envelope field now, so that
+    // only a body (read by its handler, which is guarded) can still be of the wrong type.
+    (void)root.getFrom();
+    (void)root.getTo();
+    (void)root.getFromAddress();
+    if (root.hasError()) (void)root.getError().getMessage();
     in->root_ = root;
   } catch (const kj::Exception& e) {
     return bad(std::string("message does not decode: ") + e.getDescription().cStr());

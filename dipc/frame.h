@@ -9,8 +9,10 @@
 //
 // A frame on the fabric must carry a MAC made with the cluster key; a frame on a unix socket
 // carries none (the kernel vouches for the peer). open_frame() validates everything before
-// anything reads the message: length, MAC, and a full traversal of the Cap'n Proto message,
-// so a malformed frame is rejected as a value, never by a crash or an exception escaping.
+// anything reads the message: length, MAC, a full traversal of the Cap'n Proto message and
+// the types of the envelope's fields, so a malformed frame is rejected as a value, never by
+// a crash or an exception escaping. Only the body is typed later, by the handler that reads
+// it (the port catches what a handler's reading throws).
 #pragma once
 
 #include <capnp/serialize.h>

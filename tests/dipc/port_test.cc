@@ -1,0 +1,239 @@
+// Ports across real processes over libfabric (tcp;ofi_rxm on loopback): request/reply,
+// timeouts, a peer killed mid-request, garbage and forged messages, the control socket and
+// the name service.
+#include "dipc/port.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <future>
+#include <random>
+
+#include "dipc/local_client.h"
+#include "port_fixture.h"
+
+namespace ferry::dipc::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+capnp::Data::Reader bytes_of(const std::string& s) {
+  return capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(s.data()), s.size());
+}
+
+Result<Message<wire::Pong>> ping(Client& c, const std::string& to, const std::string& payload = "",
+                                 uint32_t delay_ms = 0, std::chrono::milliseconds timeout = 0ms) {
+  return c.port().call_sync<wire::Ping, wire::Pong>(
+      to,
+      [&](wire::Ping::Builder b) {
+        b.setPayload(bytes_of(payload));
+        b.setDelayMs(delay_ms);
+      },
+      CallOptions{timeout, std::nullopt});
+}
+
+class PortTest : public ::testing::Test {
+ protected:
+  KeyDir keys;
+  std::unique_ptr<ServerProcess> server = std::make_unique<ServerProcess>(keys.key(), keys.dir);
+};
+
+TEST_F(PortTest, RequestsGetExactlyOneReplyWithTheirPayload) {
+  Client c("agent@n1", "n1", server->address(), keys.key());
+  for (const std::string& payload : {std::string("small"), std::string(4096, 'p'), std::string(60000, 'q')}) {
+    auto r = ping(c, "master", payload);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    auto pong = r.value().get();
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(pong.getPayload().begin()), pong.getPayload().size()), payload);
+    EXPECT_EQ(std::string(pong.getPort().cStr()), "master");
+    EXPECT_EQ(int(pong.getPid()), server->pid());
+  }
+  // Many in flight at once from the loop thread: each completes exactly once.
+  constexpr int kCalls = 1000;
+  std::vector<int> completions(kCalls, 0);
+  std::promise<void> all_done;
+  int remaining = kCalls;
+  c.loop().post([&] {
+    for (int i = 0; i < kCalls; ++i) {
+      std::string tag = std::to_string(i);
+      c.port().call<wire::Ping, wire::Pong>(
+          "master", [&](wire::Ping::Builder b) { b.setPayload(bytes_of(tag)); },
+          [&, i](Result<Message<wire::Pong>> r) {
+            EXPECT_TRUE(r.ok()) << r.error().message;
+            if (r.ok()) {
+              auto p = r.value().get().getPayload();
+              EXPECT_EQ(std::string(reinterpret_cast<const char*>(p.begin()), p.size()), std::to_string(i));
+            }
+            if (++completions[size_t(i)] == 1 && --remaining == 0) all_done.set_value();
+          });
+    }
+  });
+  ASSERT_EQ(all_done.get_future().wait_for(30s), std::future_status::ready);
+  std::this_thread::sleep_for(100ms);  // a duplicate would show up here
+  for (int i = 0; i < kCalls; ++i) EXPECT_EQ(completions[size_t(i)], 1) << "call " << i;
+}
+
+TEST_F(PortTest, ATimeoutNamesThePeerAndTheRequest) {
+  Client c("agent@n1", "n1", server->address(), keys.key());
+  ASSERT_TRUE(ping(c, "master").ok());
+  auto t0 = Clock::now();
+  auto r = ping(c, "master", "", /*delay_ms=*/3000, /*timeout=*/500ms);
+  auto took = Clock::now() - t0;
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kTimeout);
+  EXPECT_NE(r.error().message.find("master"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("Ping"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("timed out after 500 ms"), std::string::npos) << r.error().message;
+  EXPECT_LT(took, 2500ms);
+  // The late reply is dropped; the port goes on answering.
+  std::this_thread::sleep_for(3000ms);
+  EXPECT_TRUE(ping(c, "master", "after").ok());
+}
+
+TEST_F(PortTest, APeerKilledMidRequestFailsThePendingRequest) {
+  Client c("agent@n1", "n1", server->address(), keys.key());
+  ASSERT_TRUE(ping(c, "master").ok());
+  std::future<Result<Message<wire::Pong>>> pending =
+      std::async(std::launch::async, [&] { return ping(c, "master", "", 10000, 1500ms); });
+  std::this_thread::sleep_for(200ms);
+  auto t0 = Clock::now();
+  server->kill();
+  auto r = pending.get();
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.error().code == ErrorCode::kTimeout || r.error().code == ErrorCode::kUnreachable) << r.error().message;
+  EXPECT_LT(Clock::now() - t0, 1500ms + 2s);
+  // Later requests to the dead address fail too, within their timeout.
+  t0 = Clock::now();
+  auto again = ping(c, "master", "", 0, 500ms);
+  EXPECT_FALSE(again.ok());
+  EXPECT_LT(Clock::now() - t0, 500ms + 2s);
+}
+
+TEST_F(PortTest, GarbageOnTheFabricIsDroppedAndCountedAndTheDaemonGoesOn) {
+  auto key = ClusterKey::load(keys.key()).value();
+  // Valid frames to corrupt or cut short.
+  capnp::MallocMessageBuilder m;
+  auto env = m.initRoot<wire::Envelope>();
+  env.setRequestId(1);
+  env.setFrom("agent@n9");
+  env.setTo("master");
+  env.setBodyType(capnp::typeId<wire::Ping>());
+  env.getBody().initAs<wire::Ping>();
+  std::vector<std::byte> valid;
+  ASSERT_TRUE(seal_frame(m, &key, valid).ok());
+
+  FabricOptions fo;
+  fo.host = "127.0.0.1";
+  auto ep = FabricEndpoint::open(fo).value();
+  auto peer = ep->peer_by_text(server->address()).value();
+  std::mt19937 rng(1234);
+  constexpr int kGarbage = 10000;
+  int completed = 0, failed = 0;
+  for (int i = 0; i < kGarbage; ++i) {
+    std::vector<std::byte> junk;
+    switch (i % 3) {
+      case 0:  // random bytes
+        junk.resize(1 + rng() % 5000);
+        for (auto& b : junk) b = std::byte(rng());
+        break;
+      case 1:  // a valid frame cut short
+        junk.assign(valid.begin(), valid.begin() + std::ptrdiff_t(1 + rng() % (valid.size() - 1)));
+        break;
+      default:  // a valid frame with a flipped bit
+        junk = valid;
+        junk[rng() % junk.size()] ^= std::byte(1u << (rng() % 8));
+    }
+    ep->send(peer, std::move(junk), Clock::now() + 10s, [&](Status s) { s.ok() ? ++completed : ++failed; });
+    if (i % 64 == 0) ep->progress();
+  }
+  auto deadline = Clock::now() + 30s;
+  while (completed + failed < kGarbage && Clock::now() < deadline) ep->progress();
+  ASSERT_EQ(completed, kGarbage) << failed << " sends failed";
+
+  Client c("agent@n1", "n1", server->address(), keys.key());
+  // The server drains its queue; then its counters show every piece of garbage.
+  uint64_t bad = 0;
+  for (int i = 0; i < 100 && bad < uint64_t(kGarbage); ++i) {
+    auto r = ping(c, "master");
+    ASSERT_TRUE(r.ok()) << "the daemon stopped answering: " << r.error().message;
+    bad = r.value().get().getCounters().getDropped() + r.value().get().getCounters().getRejected();
+    if (bad < uint64_t(kGarbage)) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(bad, uint64_t(kGarbage));
+}
+
+TEST_F(PortTest, AMessageWithTheWrongKeyIsDroppedAndCounted) {
+  KeyDir other;
+  Client good("agent@n1", "n1", server->address(), keys.key());
+  auto before = ping(good, "master");
+  ASSERT_TRUE(before.ok());
+  uint64_t rejected_before = before.value().get().getCounters().getRejected();
+  {
+    Client intruder("agent@n2", "n2", server->address(), other.key());
+    auto r = ping(intruder, "master", "", 0, 500ms);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, ErrorCode::kTimeout) << r.error().message;
+    EXPECT_FALSE(intruder.wait_registered(200ms)) << "a port with the wrong key registered";
+  }
+  auto after = ping(good, "master");
+  ASSERT_TRUE(after.ok());
+  EXPECT_GT(after.value().get().getCounters().getRejected(), rejected_before);
+}
+
+TEST_F(PortTest, TheControlSocketServesTheCliAndSurvivesGarbage) {
+  auto cli = LocalClient::connect(server->control_socket());
+  ASSERT_TRUE(cli.ok()) << cli.error().message;
+  auto r = cli.value()->call<wire::Ping, wire::Pong>([](wire::Ping::Builder b) { b.setPayload(bytes_of("local")); });
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r.value().get().getPayload().size(), 5u);
+  // A message type the daemon does not serve gets an error reply, not silence.
+  auto unknown = cli.value()->call<wire::Resolve, wire::Pong>([](wire::Resolve::Builder b) { b.setName("x"); });
+  ASSERT_FALSE(unknown.ok());
+  auto unhandled = cli.value()->call<wire::PingPortReply, wire::Pong>([](auto) {});
+  ASSERT_FALSE(unhandled.ok());
+  EXPECT_EQ(unhandled.error().code, ErrorCode::kInvalid) << unhandled.error().message;
+
+  std::mt19937 rng(5);
+  for (int i = 0; i < 1000; ++i) {
+    std::vector<std::byte> junk(1 + rng() % 3000);
+    for (auto& b : junk) b = std::byte(rng());
+    ASSERT_TRUE(cli.value()->send_bytes(junk).ok());
+  }
+  auto fresh = LocalClient::connect(server->control_socket());
+  ASSERT_TRUE(fresh.ok());
+  auto still = fresh.value()->call<wire::Ping, wire::Pong>([](auto) {});
+  ASSERT_TRUE(still.ok()) << still.error().message;
+  EXPECT_GE(still.value().get().getCounters().getDropped(), 1000u);
+}
+
+TEST_F(PortTest, TheNameServiceResolvesRegisteredPortsAndRefusesUnknownOnes) {
+  Client a("agent@n1", "n1", server->address(), keys.key());
+  Client b("pager@n2", "n2", server->address(), keys.key());
+  ASSERT_TRUE(a.wait_registered(5s));
+  ASSERT_TRUE(b.wait_registered(5s));
+  // a reaches b by name alone: resolved through the master.
+  auto r = ping(a, "pager@n2", "by name");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(std::string(r.value().get().getPort().cStr()), "pager@n2");
+  auto unknown = ping(a, "agent@n7");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.error().code, ErrorCode::kUnknownPort) << unknown.error().message;
+  EXPECT_NE(unknown.error().message.find("agent@n7"), std::string::npos);
+  // PingPort: a asks b to ping the master three times.
+  auto pp = a.port().call_sync<wire::PingPort, wire::PingPortReply>("pager@n2", [](wire::PingPort::Builder p) {
+    p.setTarget("master");
+    p.setCount(3);
+  });
+  ASSERT_TRUE(pp.ok()) << pp.error().message;
+  EXPECT_EQ(pp.value().get().getAnswered(), 3u);
+}
+
+}  // namespace
+}  // namespace ferry::dipc::testing
+
+int main(int argc, char** argv) {
+  if (ferry::dipc::testing::maybe_serve()) return 0;
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
