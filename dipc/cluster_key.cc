@@ -1,26 +1,30 @@
 #include "dipc/cluster_key.h"
 
 #include <fcntl.h>
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <vector>
 
 namespace ferry::dipc {
 
-// One MAC context keyed once; EVP_MAC_init with a null key re-uses the key for each message.
+// Two cipher contexts keyed once (one to sign, one to verify); each message only sets its IV.
 struct ClusterKey::State {
-  EVP_MAC* mac = nullptr;
-  EVP_MAC_CTX* ctx = nullptr;
+  EVP_CIPHER_CTX* sign = nullptr;
+  EVP_CIPHER_CTX* check = nullptr;
+  uint64_t prefix = 0;
+  uint32_t counter = 0;
   ~State() {
-    EVP_MAC_CTX_free(ctx);
-    EVP_MAC_free(mac);
+    EVP_CIPHER_CTX_free(sign);
+    EVP_CIPHER_CTX_free(check);
   }
+  void new_prefix() { RAND_bytes(reinterpret_cast<unsigned char*>(&prefix), sizeof prefix); }
 };
 
 ClusterKey::ClusterKey(std::unique_ptr<State> s) : s_(std::move(s)) {}
@@ -28,15 +32,38 @@ ClusterKey::ClusterKey(ClusterKey&&) noexcept = default;
 ClusterKey& ClusterKey::operator=(ClusterKey&&) noexcept = default;
 ClusterKey::~ClusterKey() = default;
 
+namespace {
+
+// GMAC: GCM with the data as associated data and nothing to encrypt.
+bool gmac(EVP_CIPHER_CTX* ctx, const unsigned char* nonce, std::span<const std::byte> data, unsigned char* tag,
+          bool encrypting) {
+  int len = 0;
+  if (encrypting) {
+    if (EVP_EncryptInit_ex(ctx, nullptr, nullptr, nullptr, nonce) != 1) return false;
+    if (EVP_EncryptUpdate(ctx, nullptr, &len, reinterpret_cast<const unsigned char*>(data.data()), int(data.size())) != 1)
+      return false;
+    if (EVP_EncryptFinal_ex(ctx, nullptr, &len) != 1) return false;
+    return EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, 16, tag) == 1;
+  }
+  if (EVP_DecryptInit_ex(ctx, nullptr, nullptr, nullptr, nonce) != 1) return false;
+  if (EVP_DecryptUpdate(ctx, nullptr, &len, reinterpret_cast<const unsigned char*>(data.data()), int(data.size())) != 1)
+    return false;
+  if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, 16, tag) != 1) return false;
+  return EVP_DecryptFinal_ex(ctx, nullptr, &len) == 1;  // checks the tag in constant time
+}
+
+}  // namespace
+
 ClusterKey ClusterKey::from_bytes(std::span<const std::byte> secret) {
+  unsigned char aes_key[32];
+  SHA256(reinterpret_cast<const unsigned char*>(secret.data()), secret.size(), aes_key);
   auto s = std::make_unique<State>();
-  s->mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
-  s->ctx = EVP_MAC_CTX_new(s->mac);
-  char digest[] = "SHA256";
-  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-                         OSSL_PARAM_construct_end()};
-  EVP_MAC_init(s->ctx, reinterpret_cast<const unsigned char*>(secret.data()), secret.size(),
-               params);
+  s->sign = EVP_CIPHER_CTX_new();
+  s->check = EVP_CIPHER_CTX_new();
+  EVP_EncryptInit_ex(s->sign, EVP_aes_256_gcm(), nullptr, aes_key, nullptr);
+  EVP_DecryptInit_ex(s->check, EVP_aes_256_gcm(), nullptr, aes_key, nullptr);
+  OPENSSL_cleanse(aes_key, sizeof aes_key);
+  s->new_prefix();
   return ClusterKey(std::move(s));
 }
 
@@ -54,7 +81,9 @@ Result<ClusterKey> ClusterKey::load(const std::filesystem::path& file) {
   if (n < 16)
     return make_error(ErrorCode::kInvalid, "cluster key " + file.string() + " is shorter than 16 bytes");
   bytes.resize(size_t(n));
-  return from_bytes(bytes);
+  auto key = from_bytes(bytes);
+  OPENSSL_cleanse(bytes.data(), bytes.size());
+  return key;
 }
 
 Status ClusterKey::generate(const std::filesystem::path& file) {
@@ -71,21 +100,22 @@ Status ClusterKey::generate(const std::filesystem::path& file) {
   return Status::Ok();
 }
 
-ClusterKey::Mac ClusterKey::mac(std::span<const std::byte> a, std::span<const std::byte> b) const {
-  Mac out{};
-  size_t len = 0;
-  EVP_MAC_init(s_->ctx, nullptr, 0, nullptr);
-  EVP_MAC_update(s_->ctx, reinterpret_cast<const unsigned char*>(a.data()), a.size());
-  if (!b.empty()) EVP_MAC_update(s_->ctx, reinterpret_cast<const unsigned char*>(b.data()), b.size());
-  EVP_MAC_final(s_->ctx, reinterpret_cast<unsigned char*>(out.data()), &len, out.size());
-  return out;
+ClusterKey::Tag ClusterKey::sign(std::span<const std::byte> data) {
+  Tag tag{};
+  if (++s_->counter == 0) s_->new_prefix();  // never reuse a nonce
+  unsigned char* nonce = reinterpret_cast<unsigned char*>(tag.data());
+  std::memcpy(nonce, &s_->prefix, 8);
+  std::memcpy(nonce + 8, &s_->counter, 4);
+  gmac(s_->sign, nonce, data, nonce + kNonceBytes, true);
+  return tag;
 }
 
-bool ClusterKey::verify(std::span<const std::byte> a, std::span<const std::byte> b,
-                        std::span<const std::byte> expected) const {
-  if (expected.size() != kMacBytes) return false;
-  Mac m = mac(a, b);
-  return CRYPTO_memcmp(m.data(), expected.data(), kMacBytes) == 0;
+bool ClusterKey::verify(std::span<const std::byte> data, std::span<const std::byte> tag) const {
+  if (tag.size() != kTagBytes) return false;
+  unsigned char nonce[kNonceBytes], mac[16];
+  std::memcpy(nonce, tag.data(), kNonceBytes);
+  std::memcpy(mac, tag.data() + kNonceBytes, 16);
+  return gmac(s_->check, nonce, data, mac, false);
 }
 
 }  // namespace ferry::dipc

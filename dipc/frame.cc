@@ -37,10 +37,10 @@ Error bad(std::string what) { return make_error(ErrorCode::kBadMessage, std::mov
 
 }  // namespace
 
-Status seal_frame(capnp::MessageBuilder& message, const ClusterKey* key,
+Status seal_frame(capnp::MessageBuilder& message, ClusterKey* key,
                   std::vector<std::byte>& out) {
   size_t body_bytes = capnp::computeSerializedSizeInWords(message) * sizeof(capnp::word);
-  size_t total = kFrameHeaderBytes + body_bytes + (key ? ClusterKey::kMacBytes : 0);
+  size_t total = kFrameHeaderBytes + body_bytes + (key ? ClusterKey::kTagBytes : 0);
   if (total > kMaxFrameBytes)
     return make_error(ErrorCode::kInvalid, "message of " + std::to_string(total) +
                                                " bytes exceeds the frame limit of " +
@@ -53,8 +53,8 @@ Status seal_frame(capnp::MessageBuilder& message, const ClusterKey* key,
   VectorOutput stream(out);
   capnp::writeMessage(stream, message);
   if (key) {
-    auto mac = key->mac(std::span<const std::byte>(out.data(), out.size()));
-    out.insert(out.end(), mac.begin(), mac.end());
+    auto tag = key->sign(std::span<const std::byte>(out.data(), out.size()));
+    out.insert(out.end(), tag.begin(), tag.end());
   }
   return Status::Ok();
 }
@@ -68,7 +68,7 @@ Result<std::unique_ptr<Inbound>> open_frame(std::span<const std::byte> bytes, co
   if (h.magic != kMagic) return bad("frame has a wrong magic number");
   if (h.reserved != 0 || (h.flags & ~kFlagMac) != 0) return bad("frame has unknown flags");
   bool has_mac = (h.flags & kFlagMac) != 0;
-  size_t expect = kFrameHeaderBytes + size_t(h.body_len) + (has_mac ? ClusterKey::kMacBytes : 0);
+  size_t expect = kFrameHeaderBytes + size_t(h.body_len) + (has_mac ? ClusterKey::kTagBytes : 0);
   if (h.body_len % sizeof(capnp::word) != 0 || h.body_len == 0)
     return bad("frame body length " + std::to_string(h.body_len) + " is not a whole number of words");
   if (expect != bytes.size())
@@ -77,8 +77,8 @@ Result<std::unique_ptr<Inbound>> open_frame(std::span<const std::byte> bytes, co
   if (key) {
     if (!has_mac) return make_error(ErrorCode::kUnauthorized, "frame carries no MAC");
     auto signed_part = bytes.first(kFrameHeaderBytes + h.body_len);
-    auto mac = bytes.subspan(kFrameHeaderBytes + h.body_len, ClusterKey::kMacBytes);
-    if (!key->verify(signed_part, {}, mac))
+    auto tag = bytes.subspan(kFrameHeaderBytes + h.body_len, ClusterKey::kTagBytes);
+    if (!key->verify(signed_part, tag))
       return make_error(ErrorCode::kUnauthorized, "frame MAC does not match the cluster key");
   }
   auto in = std::make_unique<Inbound>();

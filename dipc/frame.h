@@ -1,11 +1,11 @@
 // Frames: how one Envelope travels as bytes, on the fabric and on unix sockets. Internal to dipc/.
 //
 //   offset 0  magic "FRY1"   u32
-//          4  flags          u32   bit 0: a 32-byte HMAC-SHA256 trailer follows the body
+//          4  flags          u32   bit 0: an authentication tag follows the body
 //          8  body length    u32   bytes of Cap'n Proto stream encoding, a multiple of 8
 //         12  reserved       u32   zero
 //         16  body
-//   16 + len  mac            32 bytes over header and body (when flagged)
+//   16 + len  tag            28 bytes: nonce and AES-256-GMAC over header and body (when flagged)
 //
 // A frame on the fabric must carry a MAC made with the cluster key; a frame on a unix socket
 // carries none (the kernel vouches for the peer). open_frame() validates everything before
@@ -50,9 +50,9 @@ class Inbound {
 };
 
 // Serializes `message` (whose root is an Envelope) into `out` (replacing its contents),
-// with a MAC trailer when `key` is given. Fails with kInvalid when the frame would exceed
+// with an authentication tag when `key` is given (which advances the key's nonce). Fails with kInvalid when the frame would exceed
 // kMaxFrameBytes.
-Status seal_frame(capnp::MessageBuilder& message, const ClusterKey* key, std::vector<std::byte>& out);
+Status seal_frame(capnp::MessageBuilder& message, ClusterKey* key, std::vector<std::byte>& out);
 
 // Checks and decodes one frame. With `key`, a frame without a valid MAC is refused with
 // kUnauthorized; any other defect is kBadMessage with a message saying what is wrong.

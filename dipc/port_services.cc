@@ -65,33 +65,32 @@ void PortCore::serve_builtins() {
   handlers_[capnp::typeId<wire::Ping>()] = [weak](Request& req) {
     auto core = weak.lock();
     if (!core) return;
-    auto ping = req.body<wire::Ping>();
-    auto answer = std::make_shared<Request>(std::move(req));
-    std::string payload(reinterpret_cast<const char*>(ping.getPayload().begin()), ping.getPayload().size());
-    auto reply = [weak, answer, payload] {
-      auto core = weak.lock();
-      if (!core) return;
-      answer->reply<wire::Pong>([&](wire::Pong::Builder b) {
-        b.setPayload(as_data(payload));
-        b.setPort(core->options_.name);
-        b.setNode(core->options_.node);
-        b.setPid(uint32_t(getpid()));
-        b.setUptimeMs(uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::steady_clock::now() - core->started_)
-                                   .count()));
-        auto c = b.initCounters();
-        auto& k = core->counters_;
-        c.setReceived(k.received);
-        c.setSent(k.sent);
-        c.setDropped(k.dropped);
-        c.setRejected(k.rejected);
-        c.setTimeouts(k.timeouts);
-        c.setUnreachable(k.unreachable);
-      });
+    auto fill = [core](wire::Pong::Builder b, capnp::Data::Reader payload) {
+      b.setPayload(payload);
+      b.setPort(core->options_.name);
+      b.setNode(core->options_.node);
+      b.setPid(uint32_t(getpid()));
+      b.setUptimeMs(uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::steady_clock::now() - core->started_)
+                                 .count()));
+      auto c = b.initCounters();
+      const auto& k = core->counters_;
+      c.setReceived(k.received);
+      c.setSent(k.sent);
+      c.setDropped(k.dropped);
+      c.setRejected(k.rejected);
+      c.setTimeouts(k.timeouts);
+      c.setUnreachable(k.unreachable);
     };
+    auto ping = req.body<wire::Ping>();
     uint32_t delay = std::min(ping.getDelayMs(), kMaxPingDelayMs);
-    if (delay == 0) return reply();
-    core->loop_.after(std::chrono::milliseconds(delay), reply);
+    if (delay == 0)  // the common case: answer straight from the request's bytes
+      return req.reply<wire::Pong>([&](wire::Pong::Builder b) { fill(b, ping.getPayload()); });
+    auto later = std::make_shared<Request>(std::move(req));
+    core->loop_.after(std::chrono::milliseconds(delay), [later, fill] {
+      auto payload = later->body<wire::Ping>().getPayload();
+      later->reply<wire::Pong>([&](wire::Pong::Builder b) { fill(b, payload); });
+    });
   };
 
   handlers_[capnp::typeId<wire::PingPort>()] = [weak](Request& req) {

@@ -14,7 +14,7 @@ ClusterKey key_of(const char* text) {
   return ClusterKey::from_bytes(std::as_bytes(std::span(s.data(), s.size())));
 }
 
-std::vector<std::byte> ping_frame(const ClusterKey* key, const std::string& payload = "hello") {
+std::vector<std::byte> ping_frame(ClusterKey* key, const std::string& payload = "hello") {
   capnp::MallocMessageBuilder m;
   auto env = m.initRoot<wire::Envelope>();
   env.setRequestId(42);
@@ -31,7 +31,7 @@ std::vector<std::byte> ping_frame(const ClusterKey* key, const std::string& payl
 
 TEST(Frame, RoundTripWithAndWithoutKey) {
   auto key = key_of("0123456789abcdef0123456789abcdef");
-  for (const ClusterKey* k : {static_cast<const ClusterKey*>(&key), static_cast<const ClusterKey*>(nullptr)}) {
+  for (ClusterKey* k : {&key, static_cast<ClusterKey*>(nullptr)}) {
     auto frame = ping_frame(k, std::string(4096, 'x'));
     auto in = open_frame(frame, k);
     ASSERT_TRUE(in.ok()) << in.error().message;
@@ -86,10 +86,10 @@ TEST(Frame, AuthenticFrameWithGarbageBodyIsRefusedAsAValue) {
   std::mt19937 rng(7);
   for (int trial = 0; trial < 200; ++trial) {
     auto frame = ping_frame(&key);
-    size_t body_end = frame.size() - ClusterKey::kMacBytes;
+    size_t body_end = frame.size() - ClusterKey::kTagBytes;
     for (int k = 0; k < 4; ++k) frame[kFrameHeaderBytes + rng() % (body_end - kFrameHeaderBytes)] = std::byte(rng());
-    auto mac = key.mac(std::span(frame.data(), body_end));
-    std::copy(mac.begin(), mac.end(), frame.begin() + std::ptrdiff_t(body_end));
+    auto tag = key.sign(std::span(frame.data(), body_end));
+    std::copy(tag.begin(), tag.end(), frame.begin() + std::ptrdiff_t(body_end));
     auto r = open_frame(frame, &key);
     if (!r.ok()) {
       EXPECT_EQ(r.error().code, ErrorCode::kBadMessage);
@@ -112,6 +112,21 @@ TEST(Frame, RandomBytesNeverCrashTheDecoder) {
     EXPECT_FALSE(open_frame(junk, &key).ok());
     EXPECT_FALSE(open_frame(junk, nullptr).ok() && junk.size() < kFrameHeaderBytes);
   }
+}
+
+TEST(Frame, EveryTagHasAFreshNonce) {
+  auto key = key_of("0123456789abcdef0123456789abcdef");
+  std::string data = "the same bytes";
+  auto bytes = std::as_bytes(std::span(data.data(), data.size()));
+  auto a = key.sign(bytes), b = key.sign(bytes);
+  EXPECT_NE(a, b) << "a nonce was reused";
+  EXPECT_TRUE(key.verify(bytes, a));
+  EXPECT_TRUE(key.verify(bytes, b));
+  auto c = a;
+  c[0] ^= std::byte{1};  // another nonce: the tag no longer fits
+  EXPECT_FALSE(key.verify(bytes, c));
+  auto other = key_of("fedcba9876543210fedcba9876543210");
+  EXPECT_FALSE(other.verify(bytes, a));
 }
 
 TEST(Frame, OversizedMessagesAreRefusedWhenSealed) {
