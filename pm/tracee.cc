@@ -30,8 +30,15 @@ Result<std::unique_ptr<Tracee>> Tracee::seize(pid_t pid) {
   if (::ptrace(PTRACE_SEIZE, pid, nullptr, nullptr) != 0) {
     int err = errno;
     if (err == ESRCH) return make_error(ErrorCode::kNotFound, "no process " + std::to_string(pid));
-    if (err == EPERM)
+    if (err == EPERM) {
+      std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+      std::string line;
+      std::getline(stat, line);
+      auto paren = line.rfind(')');
+      if (paren != std::string::npos && line.size() > paren + 2 && line[paren + 2] == 'Z')
+        return make_error(ErrorCode::kNotFound, who(pid) + " has exited");
       return make_error(ErrorCode::kUnauthorized, who(pid) + " cannot be traced (already traced, or not permitted)");
+    }
     return sys_error(pid, "PTRACE_SEIZE", err);
   }
   std::unique_ptr<Tracee> t(new Tracee(pid, false));

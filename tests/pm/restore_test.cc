@@ -1,0 +1,235 @@
+// Capture and restore of real, unmodified processes. Each program of the corpus runs once
+// undisturbed and once frozen at random moments and rebuilt in a new process 20 times in a
+// row (each time the old one is killed); its output and exit status must be identical.
+// Plus refusals, checkpoint/restore through the CLI, and programs nobody here wrote.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "pm/capture.h"
+#include "pm/checkpoint.h"
+#include "pm/restore.h"
+
+namespace ferry::pm {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+std::string program(const std::string& name) { return std::string(FERRY_PROGRAMS_DIR) + "/" + name; }
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::random_device rd;
+    path = fs::temp_directory_path() / ("ferry-restore-test-" + std::to_string(getpid()) + "-" + std::to_string(rd()));
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+// A program started by the test with stdout and stderr in a file and stdin from `stdin_fd`.
+pid_t start(const std::vector<std::string>& argv, const fs::path& out, int stdin_fd, const fs::path& cwd) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(stdin_fd >= 0 ? stdin_fd : open("/dev/null", O_RDONLY), 0);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    close_range(3, ~0u, 0);
+    if (chdir(cwd.c_str()) != 0) _exit(126);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int wait_exit(pid_t pid) {
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Freezes `pid`, rebuilds it in a new process and kills the old one. Returns the new pid.
+Result<pid_t> move_once(pid_t pid, int stdin_fd, RestoreStats* stats = nullptr) {
+  auto frozen = FrozenProcess::freeze(pid);
+  if (!frozen) return frozen.error();
+  capnp::MallocMessageBuilder message;
+  auto image = message.initRoot<wire::ProcessImage>();
+  if (Status s = frozen.value()->capture(image); !s) return s.error();
+  RestoreOptions options;
+  options.stub = std::string(FERRY_BIN_DIR) + "/ferry-restore-stub";
+  options.stdio[0] = stdin_fd;
+  auto restored = RestoredProcess::build(
+      image.asReader(), [&](const PageSink& sink) { return frozen.value()->read_pages(image.asReader(), sink); },
+      options);
+  if (!restored) return restored.error();
+  frozen.value()->kill();
+  if (stats) *stats = restored.value()->stats();
+  if (Status s = restored.value()->start(); !s) return s.error();
+  return restored.value()->pid();
+}
+
+struct Outcome {
+  std::string output;
+  int status = -1;
+  int moves = 0;
+  std::string error;
+};
+
+// Runs the program; with `moves` > 0, moves it that many times at random moments.
+Outcome run(const std::vector<std::string>& argv, int moves, uint32_t seed,
+            const std::function<void(int write_fd)>& feed_stdin = nullptr) {
+  TempDir dir;
+  fs::path out = dir.path / "out.txt";
+  int pipefd[2] = {-1, -1};
+  if (feed_stdin && pipe(pipefd) != 0) return {"", -1, 0, "pipe"};
+  pid_t pid = start(argv, out, pipefd[0], dir.path);
+  std::thread feeder;
+  if (feed_stdin) feeder = std::thread([&] {
+      feed_stdin(pipefd[1]);
+      close(pipefd[1]);
+    });
+  Outcome o;
+  std::mt19937 rng(seed);
+  for (int i = 0; i < moves; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10 + rng() % 90));
+    auto moved = move_once(pid, pipefd[0]);
+    if (!moved) {
+      // The program may simply have finished: that ends the moves, not the test.
+      if (moved.error().code == ErrorCode::kNotFound) break;
+      o.error = "move " + std::to_string(i) + ": " + moved.error().message;
+      kill(pid, SIGKILL);
+      break;
+    }
+    pid = moved.value();
+    ++o.moves;
+  }
+  if (feeder.joinable()) feeder.join();
+  o.status = wait_exit(pid);
+  if (pipefd[0] >= 0) close(pipefd[0]);
+  o.output = slurp(out);
+  return o;
+}
+
+void expect_survives(const std::vector<std::string>& argv, int min_moves = 20,
+                     const std::function<void(int)>& feed = nullptr) {
+  Outcome reference = run(argv, 0, 0, feed);
+  ASSERT_EQ(reference.status, 0) << reference.output;
+  ASSERT_FALSE(reference.output.empty());
+  uint32_t seed = std::random_device{}();
+  Outcome moved = run(argv, min_moves, seed, feed);
+  ASSERT_TRUE(moved.error.empty()) << moved.error << " (seed " << seed << ")";
+  EXPECT_GE(moved.moves, min_moves) << "the program ended before it could be moved often enough (seed " << seed << ")";
+  EXPECT_EQ(moved.status, reference.status) << moved.output << " (seed " << seed << ")";
+  EXPECT_EQ(moved.output, reference.output) << "seed " << seed;
+}
+
+TEST(Restore, ChecksumLoopOver256MiBOfHeap) { expect_survives({program("checksum_heap"), "256", "40"}); }
+TEST(Restore, StaticChecksumLoop) { expect_survives({program("checksum_heap_static"), "64", "60"}); }
+TEST(Restore, SleeperInNanosleep) { expect_survives({program("sleeper")}); }
+TEST(Restore, StaticSleeper) { expect_survives({program("sleeper_static")}); }
+TEST(Restore, SignalHandlerWithBlockedAndPendingSignals) { expect_survives({program("signals")}); }
+TEST(Restore, StaticSignals) { expect_survives({program("signals_static")}); }
+TEST(Restore, FpuAndAvxRegistersLiveAtTheFreeze) { expect_survives({program("fpu_avx")}); }
+TEST(Restore, BrkGrowthVdsoClocksFilesAndAPrivateFileMapping) { expect_survives({program("brk_vdso_files"), "data.bin"}); }
+TEST(Restore, CxxStreams) { expect_survives({program("cxx_streams")}); }
+
+TEST(Restore, ReaderBlockedOnAPipeFromTheTest) {
+  expect_survives({program("pipe_reader")}, 20, [](int fd) {
+    for (int i = 0; i < 60; ++i) {
+      std::string line = "line " + std::to_string(i) + " of the feed\n";
+      ASSERT_EQ(write(fd, line.data(), line.size()), ssize_t(line.size()));
+      std::this_thread::sleep_for(40ms);
+    }
+  });
+}
+
+// Refusals name the problem and leave the process running, untouched.
+void expect_refused(const std::string& what, const std::string& message_part) {
+  TempDir dir;
+  fs::path out = dir.path / "out.txt";
+  pid_t pid = start({program("holds_socket"), what}, out, -1, dir.path);
+  for (int i = 0; i < 200 && slurp(out).find("ready") == std::string::npos; ++i) std::this_thread::sleep_for(10ms);
+  {
+    auto frozen = FrozenProcess::freeze(pid);
+    ASSERT_TRUE(frozen.ok()) << frozen.error().message;
+    capnp::MallocMessageBuilder message;
+    Status s = frozen.value()->capture(message.initRoot<wire::ProcessImage>());
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.error().code, ErrorCode::kRefused);
+    EXPECT_NE(s.error().message.find(message_part), std::string::npos) << s.error().message;
+  }
+  std::this_thread::sleep_for(50ms);
+  std::string status = slurp("/proc/" + std::to_string(pid) + "/status");
+  EXPECT_NE(status.find("State:\tS (sleeping)"), std::string::npos) << "the refused process was left stopped:\n" << status;
+  EXPECT_NE(status.find("TracerPid:\t0"), std::string::npos);
+  kill(pid, SIGKILL);
+  wait_exit(pid);
+}
+
+TEST(Refuse, ATcpSocket) { expect_refused("socket", "is a TCP socket"); }
+TEST(Refuse, SharedMemory) { expect_refused("shared", "is MAP_SHARED"); }
+TEST(Refuse, Threads) { expect_refused("threads", "3 threads: multi-threaded processes are not yet supported"); }
+
+TEST(Refuse, AnUnknownPid) {
+  auto f = FrozenProcess::freeze(999999);
+  ASSERT_FALSE(f.ok());
+  EXPECT_EQ(f.error().code, ErrorCode::kNotFound);
+}
+
+// `ferry checkpoint` then `ferry restore`, through the CLI: the restored process is not our
+// child, so its end is seen through /proc and its output file.
+TEST(CheckpointCli, CheckpointToADirectoryAndRestoreLater) {
+  TempDir dir;
+  std::vector<std::string> argv{program("checksum_heap"), "64", "40"};
+  Outcome reference = run(argv, 0, 0);
+  ASSERT_EQ(reference.status, 0);
+
+  fs::path out = dir.path / "out.txt";
+  pid_t pid = start(argv, out, -1, dir.path);
+  std::this_thread::sleep_for(300ms);
+  std::string ferry = std::string(FERRY_BIN_DIR) + "/ferry";
+  std::string cp = ferry + " checkpoint " + std::to_string(pid) + " --dir " + (dir.path / "ck").string() + " > " +
+                   (dir.path / "cp.txt").string() + " 2>&1";
+  ASSERT_EQ(system(cp.c_str()), 0) << slurp(dir.path / "cp.txt");
+  EXPECT_EQ(wait_exit(pid), 128 + SIGKILL) << "checkpoint without --leave-running stops the process";
+  std::string lines_then = slurp(out);
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(slurp(out), lines_then) << "nothing runs between checkpoint and restore";
+
+  std::string rs = ferry + " restore --dir " + (dir.path / "ck").string() + " > " + (dir.path / "pid.txt").string();
+  ASSERT_EQ(system(rs.c_str()), 0);
+  pid_t restored = std::atoi(slurp(dir.path / "pid.txt").c_str());
+  ASSERT_GT(restored, 0);
+  for (int i = 0; i < 3000 && fs::exists("/proc/" + std::to_string(restored)) &&
+                  slurp("/proc/" + std::to_string(restored) + "/stat").find(") Z") == std::string::npos;
+       ++i)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(slurp(out), reference.output);
+}
+
+}  // namespace
+}  // namespace ferry::pm

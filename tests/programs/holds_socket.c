@@ -1,0 +1,37 @@
+/* Refusal cases: argv[1] = "socket" (a TCP socket on fd 3+), "shared" (MAP_SHARED anonymous
+ * memory) or "threads" (a second thread). Prints "ready" and sleeps until killed. */
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static void* idle(void* p) {
+  (void)p;
+  for (;;) pause();
+  return NULL;
+}
+
+int main(int argc, char** argv) {
+  const char* what = argc > 1 ? argv[1] : "socket";
+  if (!strcmp(what, "socket")) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(0x7f000001);
+    bind(s, (struct sockaddr*)&a, sizeof a);
+    listen(s, 1);
+  } else if (!strcmp(what, "shared")) {
+    char* p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    p[0] = 1;
+  } else if (!strcmp(what, "threads")) {
+    pthread_t t;
+    pthread_create(&t, NULL, idle, NULL);
+    pthread_create(&t, NULL, idle, NULL);
+  }
+  printf("ready\n");
+  fflush(stdout);
+  for (;;) pause();
+}
