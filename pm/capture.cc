@@ -186,7 +186,8 @@ Status FrozenProcess::capture(wire::ProcessImage::Builder image) {
     w.setInode(v.inode);
     w.setDevice(makedev(v.dev_major, v.dev_minor));
     w.setGrowsDown(v.path == "[stack]");
-    if (!v.is_special() && v.prot() != PROT_NONE) {
+    w.setShared(v.shared && v.path != "[vsyscall]");
+    if (!v.is_special() && v.prot() != PROT_NONE && !v.shared) {
       if (Status s = fill_present(pagemap, v, w, page); !s) {
         ::close(pagemap);
         return s;
@@ -233,9 +234,17 @@ Status FrozenProcess::capture(wire::ProcessImage::Builder image) {
     files[i].setPath(f.target);
     files[i].setFlags(f.flags);
     files[i].setPosition(f.position);
-    files[i].setKind(S_ISREG(f.mode)   ? wire::OpenFile::Kind::REGULAR
-                     : S_ISDIR(f.mode) ? wire::OpenFile::Kind::DIRECTORY
-                                       : wire::OpenFile::Kind::CHARACTER_DEVICE);
+    bool on_path = !f.target.empty() && f.target.front() == '/';
+    if (f.target.rfind("pipe:", 0) == 0 && f.fd > 2) {
+      files[i].setKind(wire::OpenFile::Kind::PIPE);
+      files[i].setPipe(std::stoull(f.target.substr(6)));
+    } else if (!on_path) {
+      files[i].setKind(wire::OpenFile::Kind::STDIO);
+    } else {
+      files[i].setKind(S_ISREG(f.mode)   ? wire::OpenFile::Kind::REGULAR
+                       : S_ISDIR(f.mode) ? wire::OpenFile::Kind::DIRECTORY
+                                         : wire::OpenFile::Kind::CHARACTER_DEVICE);
+    }
   }
 
   std::vector<std::pair<int, rlimit>> limits;

@@ -1,6 +1,9 @@
 #include "pm/capture_checks.h"
 
+#include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <sstream>
 
@@ -34,6 +37,24 @@ bool table_has_inode(pid_t pid, const std::string& table, const std::string& ino
 
 }  // namespace
 
+Status check_internal_pipe(pid_t pid, const OpenFd& f, const std::vector<OpenFd>& fds) {
+  std::string fd = "fd " + std::to_string(f.fd);
+  bool other_end = false;
+  for (const auto& g : fds)
+    if (g.fd != f.fd && g.target == f.target && (g.flags & O_ACCMODE) != (f.flags & O_ACCMODE)) other_end = true;
+  if (!other_end)
+    return refused(fd + " is a pipe to another process: only stdin, stdout and stderr may be such pipes");
+  if ((f.flags & O_ACCMODE) != O_RDONLY) return Status::Ok();
+  // Data in flight inside the pipe would be lost: look without taking it.
+  int r = ::open(("/proc/" + std::to_string(pid) + "/fd/" + std::to_string(f.fd)).c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (r < 0) return refused(fd + " is a pipe that cannot be inspected");
+  int unread = 0;
+  ::ioctl(r, FIONREAD, &unread);
+  ::close(r);
+  if (unread > 0) return refused(fd + " is a pipe holding " + std::to_string(unread) + " unread bytes");
+  return Status::Ok();
+}
+
 std::string socket_kind(pid_t pid, const std::string& target) {
   auto open = target.find('['), close = target.find(']');
   if (open == std::string::npos || close == std::string::npos) return "socket";
@@ -57,7 +78,8 @@ Status check_movable(pid_t pid, const StatusInfo& status, const std::vector<Vma>
     }
     if (f.target.rfind("pipe:", 0) == 0) {
       if (stdio) continue;
-      return refused(fd + " is a pipe: only stdin, stdout and stderr may be pipes");
+      if (Status s = check_internal_pipe(pid, f, fds); !s) return s;
+      continue;
     }
     if (f.target.rfind("anon_inode:", 0) == 0) {
       std::string what = f.target.substr(11);
@@ -72,7 +94,9 @@ Status check_movable(pid_t pid, const StatusInfo& status, const std::vector<Vma>
       return refused(fd + " (" + f.target + ") is neither a regular file, a directory nor a character device");
   }
   for (const auto& v : maps) {
-    if (v.shared && v.path != "[vsyscall]")
+    bool readonly_file = v.shared && !v.write && v.is_file() && !v.path.empty() && v.path.front() == '/' &&
+                         v.path.rfind("/dev/", 0) != 0;
+    if (v.shared && !readonly_file && v.path != "[vsyscall]")
       return refused("mapping " + range(v) + (v.path.empty() ? std::string(" (anonymous)") : " (" + v.path + ")") +
                      " is MAP_SHARED: shared memory cannot move");
     if (v.path.size() > 10 && v.path.compare(v.path.size() - 10, 10, " (deleted)") == 0)

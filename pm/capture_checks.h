@@ -18,6 +18,9 @@ namespace ferry::pm {
 Status check_movable(pid_t pid, const StatusInfo& status, const std::vector<Vma>& maps,
                      const std::vector<OpenFd>& fds);
 
+// A pipe on fd > 2 moves only when the process holds both its ends and it is empty.
+Status check_internal_pipe(pid_t pid, const OpenFd& fd, const std::vector<OpenFd>& fds);
+
 // What kind of socket an inode of `pid` is: "TCP socket", "UDP socket", "unix socket", ...
 std::string socket_kind(pid_t pid, const std::string& target);
 

@@ -40,6 +40,7 @@ struct Vma {
   # are zero (anonymous) or the file's content (file-backed).
   present @9 :Data;
   presentPages @10 :UInt64;
+  shared @11 :Bool;              # MAP_SHARED of a file, read-only (e.g. glibc's gconv cache)
 
   enum Kind {
     anonymous @0;
@@ -79,11 +80,14 @@ struct OpenFile {
   flags @2 :UInt32;              # open flags (O_ACCMODE, O_APPEND, O_CLOEXEC, ...)
   position @3 :UInt64;
   kind @4 :Kind;
+  pipe @5 :UInt64;               # kind pipe: the pipe's inode (both ends are in this process)
 
   enum Kind {
     regular @0;
     characterDevice @1;          # /dev/null, a tty
     directory @2;
+    pipe @3;                     # a pipe whose both ends the process holds, empty at capture
+    stdio @4;                    # fd 0-2 on a pipe, socket or terminal: whoever restores reconnects it
   }
 }
 

@@ -179,7 +179,8 @@ Status map_vmas(Builder& b, wire::ProcessImage::Reader image) {
       if (!p) return p.error();
       auto fd = b.call("open " + path, SYS_openat, uint64_t(AT_FDCWD), p.value(), O_RDONLY | O_CLOEXEC);
       if (!fd) return fd.error();
-      auto m = b.call(where + " (" + path + ")", SYS_mmap, start, len, v.getProt(), MAP_PRIVATE | MAP_FIXED,
+      int share = v.getShared() ? MAP_SHARED : MAP_PRIVATE;  // shared ones are read-only (capture checked)
+      auto m = b.call(where + " (" + path + ")", SYS_mmap, start, len, v.getProt(), uint64_t(share | MAP_FIXED),
                       uint64_t(fd.value()), v.getOffset());
       (void)b.call("close", SYS_close, uint64_t(fd.value()));
       if (!m) return m.error();
@@ -228,13 +229,48 @@ Status restore_mm(Builder& b, wire::ProcessImage::Reader image) {
   return Status::Ok();
 }
 
+// Pipes whose both ends the process held: made anew, each end put on its descriptors.
+Status restore_pipes(Builder& b, wire::ProcessImage::Reader image) {
+  int highest = 2;
+  for (auto f : image.getFiles()) highest = std::max(highest, int(f.getFd()));
+  std::map<uint64_t, std::vector<wire::OpenFile::Reader>> pipes;
+  for (auto f : image.getFiles())
+    if (f.getKind() == wire::OpenFile::Kind::PIPE) pipes[f.getPipe()].push_back(f);
+  for (auto& [inode, ends] : pipes) {
+    int fds[2] = {-1, -1};
+    auto p = b.put(fds, sizeof fds);
+    if (!p) return p.error();
+    if (auto r = b.call("pipe", SYS_pipe2, p.value(), O_CLOEXEC); !r) return r.error();
+    if (Status s = b.tracee().read_memory(p.value(), std::as_writable_bytes(std::span(fds))); !s) return s;
+    // Park both ends above every descriptor the image uses, so no dup3 below hits one of them.
+    int parked[2];
+    for (int i = 0; i < 2; ++i) {
+      auto d = b.call("park a pipe end", SYS_fcntl, uint64_t(fds[i]), F_DUPFD_CLOEXEC, uint64_t(highest + 1));
+      if (!d) return d.error();
+      parked[i] = int(d.value());
+      (void)b.call("close", SYS_close, uint64_t(fds[i]));
+    }
+    for (auto f : ends) {
+      bool read_end = (f.getFlags() & O_ACCMODE) == O_RDONLY;
+      auto d = b.call("pipe fd " + std::to_string(f.getFd()), SYS_dup3, uint64_t(parked[read_end ? 0 : 1]),
+                      uint64_t(f.getFd()), (f.getFlags() & O_CLOEXEC) ? O_CLOEXEC : 0);
+      if (!d) return d.error();
+      if (f.getFlags() & O_NONBLOCK) (void)b.call("fcntl", SYS_fcntl, uint64_t(f.getFd()), F_SETFL, O_NONBLOCK);
+    }
+    (void)b.call("close", SYS_close, uint64_t(parked[0]));
+    (void)b.call("close", SYS_close, uint64_t(parked[1]));
+  }
+  return Status::Ok();
+}
+
 Status restore_files(Builder& b, wire::ProcessImage::Reader image) {
   bool have[3] = {false, false, false};
   for (auto f : image.getFiles()) {
     int fd = f.getFd();
     if (fd >= 0 && fd <= 2) have[fd] = true;
     std::string path = f.getPath();
-    if (path.empty() || path.front() != '/') continue;  // a stdio pipe or socket: the stub's own stays
+    auto kind = f.getKind();
+    if (kind == wire::OpenFile::Kind::STDIO || kind == wire::OpenFile::Kind::PIPE) continue;
     uint32_t flags = f.getFlags() & ~uint32_t(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY);
     auto p = b.put_string(path);
     if (!p) return p.error();
@@ -254,6 +290,7 @@ Status restore_files(Builder& b, wire::ProcessImage::Reader image) {
   }
   for (int fd = 0; fd <= 2; ++fd)
     if (!have[fd]) (void)b.call("close", SYS_close, uint64_t(fd));
+  if (Status s = restore_pipes(b, image); !s) return s;
   if (std::string cwd = image.getCwd(); !cwd.empty()) {
     auto p = b.put_string(cwd);
     if (!p) return p.error();

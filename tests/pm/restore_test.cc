@@ -167,6 +167,41 @@ TEST(Restore, ReaderBlockedOnAPipeFromTheTest) {
   });
 }
 
+// Programs nobody here wrote, with input the test makes (deterministic, a few seconds of work).
+fs::path make_input(const fs::path& dir, size_t lines) {
+  fs::path p = dir / "input.txt";
+  std::ofstream out(p);
+  std::mt19937_64 rng(42);
+  for (size_t i = 0; i < lines; ++i) out << rng() % 1000000007 << " line " << (rng() % 97) << " of the input\n";
+  return p;
+}
+
+TEST(RealPrograms, Python) {
+  expect_survives({"/usr/bin/python3", "-c",
+                   "import time, hashlib\n"
+                   "h = hashlib.sha256()\n"
+                   "primes = []\n"
+                   "for n in range(2, 120000):\n"
+                   "    if all(n % p for p in primes if p * p <= n):\n"
+                   "        primes.append(n)\n"
+                   "    if n % 3000 == 0:\n"
+                   "        h.update(str(primes[-10:]).encode())\n"
+                   "        print(n, len(primes), h.hexdigest()[:16], flush=True)\n"
+                   "        time.sleep(0.01)\n"});
+}
+
+TEST(RealPrograms, XzCompressesByteIdentically) {
+  TempDir data;
+  fs::path input = make_input(data.path, 400000);
+  expect_survives({"/usr/bin/xz", "-T1", "-7", "-c", input.string()});
+}
+
+TEST(RealPrograms, SortOfALargeFile) {
+  TempDir data;
+  fs::path input = make_input(data.path, 3000000);
+  expect_survives({"/usr/bin/sort", "--parallel=1", "-S", "512M", "-n", input.string()});
+}
+
 // Refusals name the problem and leave the process running, untouched.
 void expect_refused(const std::string& what, const std::string& message_part) {
   TempDir dir;
