@@ -2,6 +2,7 @@
 // undisturbed and once frozen at random moments and rebuilt in a new process 20 times in a
 // row (each time the old one is killed); its output and exit status must be identical.
 // Plus refusals, checkpoint/restore through the CLI, and programs nobody here wrote.
+#include <algorithm>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -100,8 +101,9 @@ struct Outcome {
 };
 
 // Runs the program; with `moves` > 0, moves it that many times at random moments.
+// The pause before each move is random in [5, 5 + max_gap_ms) ms.
 Outcome run(const std::vector<std::string>& argv, int moves, uint32_t seed,
-            const std::function<void(int write_fd)>& feed_stdin = nullptr) {
+            const std::function<void(int write_fd)>& feed_stdin = nullptr, int max_gap_ms = 90) {
   TempDir dir;
   fs::path out = dir.path / "out.txt";
   int pipefd[2] = {-1, -1};
@@ -115,7 +117,7 @@ Outcome run(const std::vector<std::string>& argv, int moves, uint32_t seed,
   Outcome o;
   std::mt19937 rng(seed);
   for (int i = 0; i < moves; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10 + rng() % 90));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5 + rng() % max_gap_ms));
     auto moved = move_once(pid, pipefd[0]);
     if (!moved) {
       // The program may simply have finished: that ends the moves, not the test.
@@ -136,11 +138,16 @@ Outcome run(const std::vector<std::string>& argv, int moves, uint32_t seed,
 
 void expect_survives(const std::vector<std::string>& argv, int min_moves = 20,
                      const std::function<void(int)>& feed = nullptr) {
+  auto started = std::chrono::steady_clock::now();
   Outcome reference = run(argv, 0, 0, feed);
+  auto reference_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
   ASSERT_EQ(reference.status, 0) << reference.output;
   ASSERT_FALSE(reference.output.empty());
+  // Spread the moves over the first half of an undisturbed run, so that all of them land
+  // while the program is still working even on a loaded machine (a move costs tens of ms).
+  int max_gap_ms = std::clamp(int(reference_ms / (2 * min_moves)), 1, 90);
   uint32_t seed = std::random_device{}();
-  Outcome moved = run(argv, min_moves, seed, feed);
+  Outcome moved = run(argv, min_moves, seed, feed, max_gap_ms);
   ASSERT_TRUE(moved.error.empty()) << moved.error << " (seed " << seed << ")";
   EXPECT_GE(moved.moves, min_moves) << "the program ended before it could be moved often enough (seed " << seed << ")";
   EXPECT_EQ(moved.status, reference.status) << moved.output << " (seed " << seed << ")";

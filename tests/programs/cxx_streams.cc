@@ -9,7 +9,7 @@
 
 int main() {
   std::map<std::string, long> counts;
-  for (int r = 0; r < 40; ++r) {
+  for (int r = 0; r < 100; ++r) {
     std::ostringstream word;
     word << "w" << (r * 7919) % 13;
     counts[word.str()] += r;
