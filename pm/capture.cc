@@ -139,6 +139,7 @@ void FrozenProcess::kill() { tracee_->kill(); }
 
 Status FrozenProcess::capture(wire::ProcessImage::Builder image) {
   pid_t pid = tracee_->pid();
+  SameCpu pinned(pid);
   auto status = parse_status(read_text(proc(pid, "status")));
   if (!status) return status.error();
   auto maps = read_maps(pid);

@@ -7,7 +7,9 @@
 
 #include <fcntl.h>
 #include <linux/prctl.h>
+#include <linux/userfaultfd.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -190,6 +192,39 @@ Status map_vmas(Builder& b, wire::ProcessImage::Reader image) {
       if (!m) return m.error();
     }
   }
+  return Status::Ok();
+}
+
+// The lazy variant: a userfaultfd made by the process itself (it is still privileged here),
+// copied out with pidfd_getfd and closed in the process, then set up from our side.
+Status register_lazy_ranges(Builder& b, wire::ProcessImage::Reader image, uint64_t features, UniqueFd& out,
+                            std::vector<LazyRange>& ranges, uint64_t& pages) {
+  auto made = b.call("userfaultfd", SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+  if (!made) return made.error();
+  pid_t pid = b.tracee().pid();
+  UniqueFd pidfd(int(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd) return make_error(ErrorCode::kUnavailable, errno_message("restore: pidfd_open", errno));
+  UniqueFd uffd(int(::syscall(SYS_pidfd_getfd, pidfd.get(), int(made.value()), 0)));
+  int getfd_errno = errno;
+  (void)b.call("close the userfaultfd", SYS_close, uint64_t(made.value()));
+  if (!uffd) return make_error(ErrorCode::kUnavailable, errno_message("restore: pidfd_getfd of the userfaultfd", getfd_errno));
+  uffdio_api api{};
+  api.api = UFFD_API;
+  api.features = features;
+  if (::ioctl(uffd.get(), UFFDIO_API, &api) != 0)
+    return make_error(ErrorCode::kUnavailable, errno_message("restore: UFFDIO_API (features " + hex(features) + ")", errno));
+  for (auto v : image.getVmas()) {
+    if (!is_lazy(v)) continue;
+    uffdio_register reg{};
+    reg.range.start = v.getStart();
+    reg.range.len = v.getEnd() - v.getStart();
+    reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+    if (::ioctl(uffd.get(), UFFDIO_REGISTER, &reg) != 0)
+      return make_error(ErrorCode::kUnavailable, errno_message("restore: UFFDIO_REGISTER " + hex(v.getStart()) + "-" + hex(v.getEnd()), errno));
+    ranges.push_back({v.getStart(), v.getEnd()});
+    pages += reg.range.len / kPage;
+  }
+  out = std::move(uffd);
   return Status::Ok();
 }
 
@@ -381,6 +416,21 @@ Status restore_cpu(Tracee& t, wire::ProcessImage::Reader image) {
 
 }  // namespace
 
+bool is_lazy(wire::Vma::Reader v) {
+  auto k = v.getKind();
+  return !v.getShared() &&
+         (k == wire::Vma::Kind::ANONYMOUS || k == wire::Vma::Kind::HEAP || k == wire::Vma::Kind::STACK);
+}
+
+std::vector<uint64_t> pages_written_by_restore(wire::ProcessImage::Reader image) {
+  std::vector<uint64_t> pages;
+  auto rseq = image.getRseq();
+  if (rseq.getAddress() != 0 && rseq.getLength() != 0)
+    for (uint64_t p = rseq.getAddress() & ~(kPage - 1); p < rseq.getAddress() + rseq.getLength(); p += kPage)
+      pages.push_back(p);
+  return pages;
+}
+
 Result<std::unique_ptr<RestoredProcess>> RestoredProcess::build(wire::ProcessImage::Reader image, const PageFeed& pages,
                                                                 const RestoreOptions& options) {
   auto t0 = std::chrono::steady_clock::now();
@@ -395,6 +445,7 @@ Result<std::unique_ptr<RestoredProcess>> RestoredProcess::build(wire::ProcessIma
   if (!adopted) return adopted.error();
   std::unique_ptr<RestoredProcess> proc(new RestoredProcess(std::move(adopted).value()));
   Tracee& t = *proc->tracee_;
+  SameCpu pinned(pid);
   auto fail = [&](const Error& e) -> Result<std::unique_ptr<RestoredProcess>> {
     t.kill();
     return e;
@@ -429,12 +480,25 @@ Result<std::unique_ptr<RestoredProcess>> RestoredProcess::build(wire::ProcessIma
   // The address space, then its contents.
   if (Status s = map_vmas(b, image); !s) return fail(s.error());
   uint64_t written = 0;
+  std::vector<uint64_t> must_have = options.lazy ? pages_written_by_restore(image) : std::vector<uint64_t>{};
+  std::vector<bool> have(must_have.size());
   Status filled = pages([&](uint64_t address, std::span<const std::byte> bytes) {
     written += bytes.size() / kPage;
+    for (size_t i = 0; i < must_have.size(); ++i)
+      have[i] = have[i] || (must_have[i] >= address && must_have[i] < address + bytes.size());
     return t.write_memory(address, bytes);
   });
   if (!filled) return fail(filled.error());
   proc->stats_.pages_written = written;
+  for (size_t i = 0; i < must_have.size(); ++i)
+    if (!have[i])
+      return fail(make_error(ErrorCode::kInvalid, "restore: the page feed did not supply page " + hex(must_have[i]) +
+                                                      " (rseq area), which the kernel writes before the process runs"));
+  if (options.lazy) {
+    Status s = register_lazy_ranges(b, image, options.uffd_features, proc->uffd_, proc->lazy_ranges_,
+                                     proc->stats_.lazy_pages);
+    if (!s) return fail(s.error());
+  }
 
   if (Status s = restore_mm(b, image); !s) return fail(s.error());
   if (Status s = restore_files(b, image); !s) return fail(s.error());

@@ -8,6 +8,14 @@
 // Memory contents come from a PageFeed: (address, bytes) runs in the image's order, as
 // FrozenProcess::read_pages and the checkpoint reader produce them.
 //
+// Lazy variant (options.lazy, what the pager needs): the anonymous VMAs (is_lazy()) are left
+// empty and registered with a userfaultfd (MISSING mode) that the restoring process receives
+// (take_userfault(), copied out with pidfd_getfd; the restored process holds no descriptor of
+// it). The feed is still called first: it must supply what cannot be registered (pages of
+// private file mappings that the source had written) and may supply any other page, which is
+// then present and never faults. Every other page of a lazy VMA faults until its owner resolves
+// it with UFFDIO_COPY or UFFDIO_ZEROPAGE.
+//
 // On success the caller owns a stopped, fully built process (a child of the calling thread's
 // process) and decides when it runs; on failure the half-built process is killed.
 #pragma once
@@ -18,8 +26,10 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "dipc/status.h"
+#include "dipc/unique_fd.h"
 #include "pm/image.capnp.h"
 #include "pm/tracee.h"
 
@@ -34,12 +44,29 @@ struct RestoreOptions {
   // stderr when those were pipes, sockets or terminals (-1: /dev/null).
   int stdio[3] = {0, 1, 2};
   bool new_session = false;  // setsid() in the restored process (a detached restore)
+  bool lazy = false;         // the userfaultfd variant (see above)
+  uint64_t uffd_features = 0;  // UFFD_FEATURE_* asked with UFFDIO_API (lazy only)
+};
+
+// Whether a VMA is left empty and registered in a lazy restore: private anonymous memory
+// (heap, stack, anonymous mappings). File mappings cannot be registered (EINVAL) and are
+// filled from the feed instead.
+bool is_lazy(wire::Vma::Reader vma);
+
+// Pages the kernel writes while the process is rebuilt (its rseq area). A lazy restore's feed
+// must supply them, as nobody serves faults before the process runs; build() fails naming the
+// page otherwise.
+std::vector<uint64_t> pages_written_by_restore(wire::ProcessImage::Reader image);
+
+struct LazyRange {
+  uint64_t start = 0, end = 0;
 };
 
 struct RestoreStats {
   int injected_syscalls = 0;
   uint64_t pages_written = 0;
-  double build_ms = 0;  // from fork of the stub to ready-to-run
+  uint64_t lazy_pages = 0;  // pages of registered ranges, present or not at the source
+  double build_ms = 0;      // from fork of the stub to ready-to-run
 };
 
 class RestoredProcess {
@@ -51,6 +78,10 @@ class RestoredProcess {
 
   pid_t pid() const { return tracee_->pid(); }
   const RestoreStats& stats() const { return stats_; }
+  // Lazy restore: the userfaultfd of the restored process (once; later calls give an empty
+  // fd) and the ranges registered with it, in address order.
+  UniqueFd take_userfault() { return std::move(uffd_); }
+  const std::vector<LazyRange>& lazy_ranges() const { return lazy_ranges_; }
   // Lets it run (detaches). It stays a child of this process.
   Status start();
 
@@ -58,6 +89,8 @@ class RestoredProcess {
   explicit RestoredProcess(std::unique_ptr<Tracee> t) : tracee_(std::move(t)) {}
   std::unique_ptr<Tracee> tracee_;
   RestoreStats stats_;
+  UniqueFd uffd_;
+  std::vector<LazyRange> lazy_ranges_;
   bool started_ = false;
 };
 

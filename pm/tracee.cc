@@ -269,4 +269,23 @@ Result<uint64_t> find_syscall_site(pid_t pid) {
   return make_error(ErrorCode::kNotFound, who(pid) + " has no syscall instruction in its executable mappings");
 }
 
+SameCpu::SameCpu(pid_t tracee) : tracee_(tracee) {
+  int cpu = ::sched_getcpu();
+  if (cpu < 0 || ::sched_getaffinity(0, sizeof own_, &own_) != 0 ||
+      ::sched_getaffinity(tracee, sizeof theirs_, &theirs_) != 0)
+    return;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  if (::sched_setaffinity(0, sizeof one, &one) != 0) return;
+  pinned_ = true;
+  (void)::sched_setaffinity(tracee, sizeof one, &one);  // may fail on a dying process: only slower
+}
+
+SameCpu::~SameCpu() {
+  if (!pinned_) return;
+  (void)::sched_setaffinity(tracee_, sizeof theirs_, &theirs_);
+  (void)::sched_setaffinity(0, sizeof own_, &own_);
+}
+
 }  // namespace ferry::pm

@@ -8,6 +8,7 @@
 // Not thread-safe; ptrace requires all calls from the thread that attached.
 #pragma once
 
+#include <sched.h>
 #include <sys/types.h>
 #include <sys/user.h>
 
@@ -82,6 +83,23 @@ class Tracee {
   int mem_fd_ = -1;
   uint64_t syscall_site_ = 0;
   int injected_ = 0;
+};
+
+// While alive, the calling thread and the tracee run on one CPU (the one the thread is on), so
+// the stop and wake-up of each injected syscall stay on that CPU. On this 2-vCPU VM that makes
+// a restore 3-4x faster (waking the other CPU costs tens of microseconds per stop). Both
+// affinities are put back on destruction.
+class SameCpu {
+ public:
+  explicit SameCpu(pid_t tracee);
+  ~SameCpu();
+  SameCpu(const SameCpu&) = delete;
+  SameCpu& operator=(const SameCpu&) = delete;
+
+ private:
+  pid_t tracee_;
+  bool pinned_ = false;
+  cpu_set_t own_{}, theirs_{};
 };
 
 // Finds a `syscall` instruction in the process's executable mappings (the vDSO first).
