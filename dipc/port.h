@@ -13,7 +13,7 @@
 //     answers itself with kInternal, so a caller never waits for a reply that cannot come.
 //
 // Names resolve through the master's name service (dipc/name_service.h); a Port with a master
-// registers itself there and heartbeats. Inter-node frames carry an HMAC-SHA256 made with the
+// registers itself there and heartbeats. Inter-node frames carry an AES-256-GMAC tag made with the
 // cluster key; a frame that fails to decode or to authenticate is dropped and counted
 // (counters()), never answered and never fatal. On the unix socket the caller's uid comes from
 // SO_PEERCRED; on the fabric it is the uid the (authenticated) sending daemon vouches for.

@@ -137,6 +137,20 @@ Status FrozenProcess::resume() { return tracee_->detach(); }
 
 void FrozenProcess::kill() { tracee_->kill(); }
 
+Status FrozenProcess::hand_over() {
+  auto site = find_syscall_site(tracee_->pid());
+  if (!site) return site.error();
+  auto regs = tracee_->regs();
+  if (!regs) return regs.error();
+  user_regs_struct r = regs.value();
+  r.rip = site.value();
+  r.rax = SYS_exit_group;
+  r.orig_rax = uint64_t(-1);
+  r.rdi = 128 + SIGKILL;
+  if (Status s = tracee_->set_regs(r); !s) return s;
+  return tracee_->detach_stopped();
+}
+
 Status FrozenProcess::capture(wire::ProcessImage::Builder image) {
   pid_t pid = tracee_->pid();
   SameCpu pinned(pid);

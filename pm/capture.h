@@ -46,6 +46,11 @@ class FrozenProcess {
   Status resume();
   // Ends it: after a checkpoint, or once a migration has committed elsewhere.
   void kill();
+  // Once a migration has committed elsewhere and its memory is still to be served: makes the
+  // process a memory shell that can never run the program again (its registers now point at
+  // exit_group) and leaves it stopped and untraced, for the pager to take (xmm/exporter.h).
+  // This object is inert afterwards.
+  Status hand_over();
 
   Tracee& tracee() { return *tracee_; }
 

@@ -25,9 +25,10 @@ Error sys_error(pid_t pid, const std::string& what, int err) {
 
 }  // namespace
 
-Result<std::unique_ptr<Tracee>> Tracee::seize(pid_t pid) {
+Result<std::unique_ptr<Tracee>> Tracee::seize(pid_t pid, bool kill_with_tracer) {
   if (pid <= 0) return make_error(ErrorCode::kInvalid, "invalid pid " + std::to_string(pid));
-  if (::ptrace(PTRACE_SEIZE, pid, nullptr, nullptr) != 0) {
+  long options = kill_with_tracer ? PTRACE_O_EXITKILL : 0;
+  if (::ptrace(PTRACE_SEIZE, pid, nullptr, reinterpret_cast<void*>(options)) != 0) {
     int err = errno;
     if (err == ESRCH) return make_error(ErrorCode::kNotFound, "no process " + std::to_string(pid));
     if (err == EPERM) {
@@ -222,6 +223,14 @@ Status Tracee::detach() {
   if (!attached_) return Status::Ok();
   attached_ = false;
   if (::ptrace(PTRACE_DETACH, pid_, nullptr, nullptr) != 0) return sys_error(pid_, "PTRACE_DETACH", errno);
+  return Status::Ok();
+}
+
+Status Tracee::detach_stopped() {
+  if (!attached_) return make_error(ErrorCode::kInvalid, who(pid_) + " is not attached");
+  attached_ = false;
+  if (::ptrace(PTRACE_DETACH, pid_, nullptr, reinterpret_cast<void*>(uintptr_t(SIGSTOP))) != 0)
+    return sys_error(pid_, "PTRACE_DETACH", errno);
   return Status::Ok();
 }
 

@@ -33,8 +33,9 @@ struct RseqConfig {
 class Tracee {
  public:
   // Attaches to a running process (PTRACE_SEIZE) and stops it (PTRACE_INTERRUPT), also when
-  // it is blocked in a system call. kNotFound for an unknown pid.
-  static Result<std::unique_ptr<Tracee>> seize(pid_t pid);
+  // it is blocked in a system call. kNotFound for an unknown pid. With `kill_with_tracer`, the
+  // kernel kills the process if this tracer dies (PTRACE_O_EXITKILL): for memory shells.
+  static Result<std::unique_ptr<Tracee>> seize(pid_t pid, bool kill_with_tracer = false);
   // Takes over a child that called PTRACE_TRACEME and then execve(): waits for its exec stop.
   static Result<std::unique_ptr<Tracee>> adopt_exec_stopped_child(pid_t pid);
   ~Tracee();
@@ -70,6 +71,8 @@ class Tracee {
 
   // Lets the process run on (same as destroying the Tracee, but reports failure).
   Status detach();
+  // Detaches but leaves the process stopped (SIGSTOP), for another tracer to take.
+  Status detach_stopped();
   // Kills the process (SIGKILL) and reaps it if it is our child.
   void kill();
 

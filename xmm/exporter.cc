@@ -1,0 +1,239 @@
+#include "xmm/exporter.h"
+
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <spdlog/spdlog.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "dipc/unique_fd.h"
+
+namespace ferry::xmm {
+namespace {
+constexpr uint64_t kPage = 4096;
+constexpr uint32_t kMaxFetchPages = 256;  // 1 MiB per reply
+}  // namespace
+
+struct Exporter::Object {
+  uint64_t id;
+  Token token;
+  std::string label;
+  pid_t pid;
+  std::unique_ptr<pm::Tracee> shell;
+  UniqueFd mem;
+  std::vector<Range> ranges;
+  std::vector<uint64_t> first_page;  // index of each range's first page
+  std::vector<uint8_t> present;      // bit per page
+  std::vector<uint8_t> sent;         // bit per page
+  std::vector<Range> to_free;        // sent, not yet freed in the shell
+  uint64_t present_pages = 0, total_pages = 0, sent_pages = 0, freed_pages = 0, bytes_sent = 0;
+  bool done = false;
+
+  // Page index of `address`, or -1 outside the object.
+  int64_t index(uint64_t address) const {
+    for (size_t i = 0; i < ranges.size(); ++i)
+      if (address >= ranges[i].start && address < ranges[i].end)
+        return int64_t(first_page[i] + (address - ranges[i].start) / kPage);
+    return -1;
+  }
+  static bool bit(const std::vector<uint8_t>& v, uint64_t i) { return (v[i / 8] >> (i % 8)) & 1; }
+  static void set_bit(std::vector<uint8_t>& v, uint64_t i) { v[i / 8] |= uint8_t(1u << (i % 8)); }
+};
+
+Exporter::~Exporter() {
+  for (auto& [id, o] : objects_)
+    if (o->shell) o->shell->kill();
+}
+
+Result<ExportedObject> Exporter::export_process(pid_t pid, const std::vector<Range>& ranges, const std::string& label) {
+  if (ranges.empty()) return make_error(ErrorCode::kInvalid, "export of pid " + std::to_string(pid) + ": no ranges");
+  for (const auto& r : ranges)
+    if (r.start >= r.end || r.start % kPage || r.end % kPage)
+      return make_error(ErrorCode::kInvalid, "export of pid " + std::to_string(pid) + ": range is not page-aligned");
+  auto shell = pm::Tracee::seize(pid, /*kill_with_tracer=*/true);
+  if (!shell) return shell.error();
+  auto o = std::make_unique<Object>();
+  o->id = next_id_++;
+  RAND_bytes(reinterpret_cast<unsigned char*>(o->token.data()), int(o->token.size()));
+  o->label = label;
+  o->pid = pid;
+  o->shell = std::move(shell).value();
+  o->ranges = ranges;
+  auto fail = [&](const std::string& what, int err) -> Result<ExportedObject> {
+    o->shell->kill();
+    return make_error(ErrorCode::kUnavailable, errno_message("export of pid " + std::to_string(pid) + ": " + what, err));
+  };
+  o->mem.reset(::open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!o->mem) return fail("open /proc/PID/mem", errno);
+  UniqueFd pagemap(::open(("/proc/" + std::to_string(pid) + "/pagemap").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!pagemap) return fail("open /proc/PID/pagemap", errno);
+  for (const auto& r : ranges) {
+    o->first_page.push_back(o->total_pages);
+    o->total_pages += (r.end - r.start) / kPage;
+  }
+  o->present.assign((o->total_pages + 7) / 8, 0);
+  o->sent.assign(o->present.size(), 0);
+  std::vector<uint64_t> entries(4096);
+  for (size_t ri = 0; ri < ranges.size(); ++ri) {
+    uint64_t pages = (ranges[ri].end - ranges[ri].start) / kPage;
+    for (uint64_t p = 0; p < pages; p += entries.size()) {
+      size_t n = std::min<uint64_t>(entries.size(), pages - p);
+      off_t at = off_t((ranges[ri].start / kPage + p) * sizeof(uint64_t));
+      if (::pread(pagemap.get(), entries.data(), n * sizeof(uint64_t), at) != ssize_t(n * sizeof(uint64_t)))
+        return fail("read pagemap", errno);
+      for (size_t k = 0; k < n; ++k)
+        if (entries[k] & (3ull << 62)) {  // present or swapped
+          Object::set_bit(o->present, o->first_page[ri] + p + k);
+          ++o->present_pages;
+        }
+    }
+  }
+  ExportedObject out{o->id, o->token, o->present_pages, o->total_pages};
+  spdlog::info("{}: {} exported as object {} ({} pages, {} with data; shell pid {})", pager_, label, o->id,
+               o->total_pages, o->present_pages, pid);
+  Object& ref = *o;
+  objects_[o->id] = std::move(o);
+  if (ref.present_pages == 0) finish(ref, "it has no page with data");
+  return out;
+}
+
+Result<Exporter::Object*> Exporter::find(uint64_t id, std::span<const std::byte> token) {
+  auto it = objects_.find(id);
+  if (it == objects_.end() || it->second->done || token.size() != sizeof(Token) ||
+      CRYPTO_memcmp(token.data(), it->second->token.data(), sizeof(Token)) != 0)
+    return make_error(ErrorCode::kUnauthorized, "memory object " + std::to_string(id) + " is unknown here or its token is wrong");
+  return it->second.get();
+}
+
+Status Exporter::describe(uint64_t id, std::span<const std::byte> token, wire::ObjectMap::Builder out) {
+  auto o = find(id, token);
+  if (!o) return o.error();
+  auto ranges = out.initRanges(uint32_t(o.value()->ranges.size()));
+  for (size_t i = 0; i < o.value()->ranges.size(); ++i) {
+    ranges[uint32_t(i)].setStart(o.value()->ranges[i].start);
+    ranges[uint32_t(i)].setEnd(o.value()->ranges[i].end);
+  }
+  const auto& bits = o.value()->present;
+  auto data = out.initPresent(uint32_t(bits.size()));
+  std::memcpy(data.begin(), bits.data(), bits.size());
+  out.setPresentPages(o.value()->present_pages);
+  return Status::Ok();
+}
+
+Status Exporter::fetch(uint64_t id, std::span<const std::byte> token, uint64_t address, uint32_t pages,
+                       wire::PageData::Builder out) {
+  auto found = find(id, token);
+  if (!found) return found.error();
+  Object& o = *found.value();
+  if (pages == 0 || pages > kMaxFetchPages || address % kPage)
+    return make_error(ErrorCode::kInvalid, "fetch of " + std::to_string(pages) + " pages at an unaligned address or too many");
+  int64_t first = o.index(address);
+  if (first < 0 || o.index(address + (pages - 1) * kPage) != first + pages - 1)
+    return make_error(ErrorCode::kInvalid, "fetch outside memory object " + std::to_string(id));
+  std::vector<uint8_t> bits((pages + 7) / 8, 0);
+  uint32_t with_data = 0;
+  for (uint32_t i = 0; i < pages; ++i)
+    if (Object::bit(o.present, uint64_t(first) + i)) {
+      bits[i / 8] |= uint8_t(1u << (i % 8));
+      ++with_data;
+    }
+  out.setAddress(address);
+  out.setPages(pages);
+  auto present = out.initPresent(uint32_t(bits.size()));
+  std::memcpy(present.begin(), bits.data(), bits.size());
+  auto data = out.initData(with_data * uint32_t(kPage));
+  // Runs of present pages, read straight into the reply.
+  size_t filled = 0;
+  for (uint32_t i = 0; i < pages;) {
+    if (!Object::bit(o.present, uint64_t(first) + i)) {
+      ++i;
+      continue;
+    }
+    uint32_t j = i;
+    while (j < pages && Object::bit(o.present, uint64_t(first) + j)) ++j;
+    size_t len = size_t(j - i) * kPage;
+    ssize_t n = ::pread(o.mem.get(), data.begin() + filled, len, off_t(address + i * kPage));
+    if (n != ssize_t(len))
+      return make_error(ErrorCode::kUnavailable, errno_message("reading the shell of " + o.label, n < 0 ? errno : EIO));
+    filled += len;
+    for (uint32_t k = i; k < j; ++k) {
+      uint64_t idx = uint64_t(first) + k;
+      if (!Object::bit(o.sent, idx)) {
+        Object::set_bit(o.sent, idx);
+        ++o.sent_pages;
+      }
+    }
+    uint64_t s = address + i * kPage, e = address + j * kPage;
+    if (!o.to_free.empty() && o.to_free.back().end == s)
+      o.to_free.back().end = e;
+    else
+      o.to_free.push_back({s, e});
+    i = j;
+  }
+  o.bytes_sent += filled;
+  return Status::Ok();
+}
+
+Status Exporter::release(uint64_t id, std::span<const std::byte> token, const std::string& reason) {
+  auto o = find(id, token);
+  if (!o) return o.error();
+  finish(*o.value(), "released: " + reason);
+  objects_.erase(id);
+  return Status::Ok();
+}
+
+void Exporter::finish(Object& o, const std::string& why) {
+  if (o.done) return;
+  o.done = true;
+  if (o.shell) o.shell->kill();
+  spdlog::info("{}: object {} ({}) ended, {}; {} of {} pages with data sent, {} bytes; shell pid {} killed", pager_,
+               o.id, o.label, why, o.sent_pages, o.present_pages, o.bytes_sent, o.pid);
+}
+
+void Exporter::free_sent_pages() {
+  for (auto it = objects_.begin(); it != objects_.end();) {
+    Object& o = *it->second;
+    if (!o.done && !o.to_free.empty()) {
+      pm::SameCpu pinned(o.pid);
+      if (!o.shell->syscall_site()) {
+        auto site = pm::find_syscall_site(o.pid);
+        if (site) o.shell->set_syscall_site(site.value());
+      }
+      for (const auto& r : o.to_free) {
+        auto rc = o.shell->syscall(SYS_madvise, r.start, r.end - r.start, MADV_DONTNEED);
+        if (!rc || rc.value() != 0) {
+          spdlog::warn("{}: freeing {:#x}-{:#x} in the shell of {} failed", pager_, r.start, r.end, o.label);
+          break;
+        }
+        o.freed_pages += (r.end - r.start) / kPage;
+      }
+      o.to_free.clear();
+    }
+    if (!o.done && o.sent_pages == o.present_pages) finish(o, "every page with data was sent");
+    if (o.done)
+      it = objects_.erase(it);
+    else
+      ++it;
+  }
+}
+
+void Exporter::stat(capnp::List<wire::ExportStat>::Builder out) const {
+  uint32_t i = 0;
+  for (const auto& [id, o] : objects_) {
+    auto s = out[i++];
+    s.setObjectId(id);
+    s.setLabel(o->label);
+    s.setPid(uint32_t(o->pid));
+    s.setPresentPages(o->present_pages);
+    s.setDeliveredPages(o->sent_pages);
+    s.setFreedPages(o->freed_pages);
+    s.setBytesSent(o->bytes_sent);
+    s.setState(o->done ? "ended" : "serving");
+  }
+}
+
+}  // namespace ferry::xmm

@@ -1,0 +1,75 @@
+// Exporter: the source side of XMM. Holds the memory shells of processes that migrated away
+// and serves their pages to the pagers that import them.
+//
+// Contract:
+// - export_process() takes a handed-over process (pm::FrozenProcess::hand_over) under ptrace,
+//   with PTRACE_O_EXITKILL: if this pager dies, its shells die with it and importers fail
+//   cleanly instead of waiting. It reads /proc/PID/pagemap to know which pages carry data;
+//   the others are reported as zero and never sent.
+// - Every request must carry the object's id and its token (the capability); anything else is
+//   refused with kUnauthorized, and an address outside the object with kInvalid.
+// - A page is read from the shell when asked for; once sent, it is freed in the shell
+//   (MADV_DONTNEED, injected in batches), so the memory is held about once across both nodes.
+//   When every page carrying data has been sent, or the importer releases the object, the
+//   shell is killed and the object forgotten.
+// - Not thread-safe: one owner thread (ptrace's rule), the pager's event loop.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "dipc/status.h"
+#include "pm/tracee.h"
+#include "xmm/xmm.capnp.h"
+
+namespace ferry::xmm {
+
+using Token = std::array<std::byte, 16>;
+
+struct ExportedObject {
+  uint64_t id = 0;
+  Token token{};
+  uint64_t present_pages = 0, total_pages = 0;
+};
+
+class Exporter {
+ public:
+  explicit Exporter(std::string pager_name) : pager_(std::move(pager_name)) {}
+  ~Exporter();  // kills every shell still held
+
+  struct Range {
+    uint64_t start, end;
+  };
+  Result<ExportedObject> export_process(pid_t pid, const std::vector<Range>& ranges, const std::string& label);
+
+  // The object's ranges and which pages carry data.
+  Status describe(uint64_t id, std::span<const std::byte> token, wire::ObjectMap::Builder out);
+  // Fills `out` with `pages` pages from `address`: a presence bit each, and the bytes of the
+  // present ones.
+  Status fetch(uint64_t id, std::span<const std::byte> token, uint64_t address, uint32_t pages,
+               wire::PageData::Builder out);
+  Status release(uint64_t id, std::span<const std::byte> token, const std::string& reason);
+
+  // Frees sent pages in the shells (called from a timer) and ends the objects that are done.
+  void free_sent_pages();
+  void stat(capnp::List<wire::ExportStat>::Builder out) const;
+  size_t size() const { return objects_.size(); }
+
+ private:
+  struct Object;
+  Result<Object*> find(uint64_t id, std::span<const std::byte> token);
+  void finish(Object& o, const std::string& why);
+
+  std::string pager_;
+  uint64_t next_id_ = 1;
+  std::map<uint64_t, std::unique_ptr<Object>> objects_;
+};
+
+}  // namespace ferry::xmm

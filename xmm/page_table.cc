@@ -1,0 +1,123 @@
+#include "xmm/page_table.h"
+
+#include <algorithm>
+
+namespace ferry::xmm {
+namespace {
+constexpr size_t kLookAhead = 4096;  // pages scanned after a fault before falling back
+}
+
+PageTable::PageTable(const std::vector<Range>& ranges, const std::vector<uint8_t>& present) {
+  size_t bit = 0;
+  for (const auto& r : ranges) {
+    Segment s{r.start, r.start, {}, 0};
+    size_t n = (r.end - r.start) / kPage;
+    s.pages.resize(n, PageState::kZero);
+    for (size_t i = 0; i < n; ++i, ++bit)
+      if (bit / 8 < present.size() && ((present[bit / 8] >> (bit % 8)) & 1)) {
+        s.pages[i] = PageState::kNeed;
+        ++need_;
+        ++present_;
+      }
+    segments_.push_back(std::move(s));
+  }
+  sort();
+}
+
+void PageTable::sort() {
+  std::sort(segments_.begin(), segments_.end(), [](const Segment& a, const Segment& b) { return a.start < b.start; });
+}
+
+PageTable::Segment* PageTable::find(uint64_t a) {
+  auto it = std::upper_bound(segments_.begin(), segments_.end(), a,
+                             [](uint64_t x, const Segment& s) { return x < s.start; });
+  if (it == segments_.begin()) return nullptr;
+  --it;
+  return a < it->end() ? &*it : nullptr;
+}
+
+const PageTable::Segment* PageTable::find(uint64_t a) const { return const_cast<PageTable*>(this)->find(a); }
+
+void PageTable::count(PageState s, int64_t delta) {
+  if (s == PageState::kNeed) need_ = uint64_t(int64_t(need_) + delta);
+  if (s == PageState::kInFlight) in_flight_ = uint64_t(int64_t(in_flight_) + delta);
+}
+
+std::optional<PageState> PageTable::state(uint64_t a) const {
+  const Segment* s = find(a);
+  if (!s) return std::nullopt;
+  return s->pages[(a - s->start) / kPage];
+}
+
+std::optional<PageRun> PageTable::run_at(uint64_t a, uint32_t max) const {
+  const Segment* s = find(a);
+  if (!s) return std::nullopt;
+  size_t i = (a - s->start) / kPage;
+  PageState st = s->pages[i];
+  size_t n = 1;
+  while (n < max && i + n < s->pages.size() && s->pages[i + n] == st) ++n;
+  return PageRun{s->start + i * kPage, s->source + i * kPage, uint32_t(n), st};
+}
+
+void PageTable::set(uint64_t a, uint32_t pages, PageState st) {
+  for (uint32_t k = 0; k < pages; ++k, a += kPage) {
+    Segment* s = find(a);
+    if (!s) continue;
+    size_t i = (a - s->start) / kPage;
+    count(s->pages[i], -1);
+    s->pages[i] = st;
+    count(st, +1);
+    if (st == PageState::kNeed) s->cursor = std::min(s->cursor, i);
+  }
+}
+
+void PageTable::drop(uint64_t start, uint64_t end) {
+  for (uint64_t a = start & ~(kPage - 1); a < end; a += kPage) {
+    Segment* s = find(a);
+    if (!s) continue;
+    size_t i = (a - s->start) / kPage;
+    count(s->pages[i], -1);
+    s->pages[i] = PageState::kHere;
+  }
+}
+
+void PageTable::split_at(uint64_t a) {
+  Segment* s = find(a);
+  if (!s || s->start == a) return;
+  size_t i = (a - s->start) / kPage;
+  Segment tail{a, s->source + i * kPage, std::vector<PageState>(s->pages.begin() + long(i), s->pages.end()), 0};
+  s->pages.resize(i);
+  s->cursor = std::min(s->cursor, i);
+  segments_.push_back(std::move(tail));
+  sort();
+}
+
+void PageTable::move(uint64_t from, uint64_t to, uint64_t length) {
+  drop(to, to + length);  // whatever was mapped there is gone
+  split_at(from);
+  split_at(from + length);
+  for (auto& s : segments_)
+    if (s.start >= from && s.end() <= from + length) s.start = to + (s.start - from);
+  sort();
+}
+
+std::optional<PageRun> PageTable::next_needed(uint64_t near, uint32_t max) {
+  if (need_ == 0) return std::nullopt;
+  auto run_from = [&](Segment& s, size_t i) {
+    size_t n = 1;
+    while (n < max && i + n < s.pages.size() && s.pages[i + n] == PageState::kNeed) ++n;
+    return PageRun{s.start + i * kPage, s.source + i * kPage, uint32_t(n), PageState::kNeed};
+  };
+  if (Segment* s = find(near)) {
+    size_t i = (near - s->start) / kPage;
+    for (size_t k = 0; k < kLookAhead && i + k < s->pages.size(); ++k)
+      if (s->pages[i + k] == PageState::kNeed) return run_from(*s, i + k);
+  }
+  for (auto& s : segments_) {
+    while (s.cursor < s.pages.size() && s.pages[s.cursor] != PageState::kNeed) ++s.cursor;
+    if (s.cursor < s.pages.size()) return run_from(s, s.cursor);
+  }
+  return std::nullopt;
+}
+
+}  // namespace ferry::xmm
