@@ -30,7 +30,9 @@
 namespace ferry::dipc {
 
 inline constexpr size_t kFrameHeaderBytes = 16;
-inline constexpr size_t kMaxFrameBytes = 256 * 1024;
+// Page data travels in frames of up to 1 MiB of pages (the pagers size their receive buffers for
+// it; other ports keep FabricOptions::max_message at 256 KiB).
+inline constexpr size_t kMaxFrameBytes = 2 * 1024 * 1024;
 
 // A received message: owns its bytes; safe to keep after the receive buffer is reused.
 class Inbound {

@@ -431,6 +431,22 @@ std::vector<uint64_t> pages_written_by_restore(wire::ProcessImage::Reader image)
   return pages;
 }
 
+std::vector<LazyRange> ranges_to_serve(wire::ProcessImage::Reader image) {
+  auto eager = pages_written_by_restore(image);
+  std::vector<LazyRange> out;
+  for (auto v : image.getVmas()) {
+    if (!is_lazy(v)) continue;
+    uint64_t at = v.getStart();
+    for (uint64_t p : eager)
+      if (p >= at && p < v.getEnd()) {
+        if (p > at) out.push_back({at, p});
+        at = p + kPage;
+      }
+    if (at < v.getEnd()) out.push_back({at, v.getEnd()});
+  }
+  return out;
+}
+
 Result<std::unique_ptr<RestoredProcess>> RestoredProcess::build(wire::ProcessImage::Reader image, const PageFeed& pages,
                                                                 const RestoreOptions& options) {
   auto t0 = std::chrono::steady_clock::now();

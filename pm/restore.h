@@ -62,6 +62,10 @@ struct LazyRange {
   uint64_t start = 0, end = 0;
 };
 
+// What a pager must serve after a lazy restore: the lazy VMAs without the pages the feed had
+// to supply (pages_written_by_restore), in address order.
+std::vector<LazyRange> ranges_to_serve(wire::ProcessImage::Reader image);
+
 struct RestoreStats {
   int injected_syscalls = 0;
   uint64_t pages_written = 0;

@@ -228,9 +228,11 @@ Status Tracee::detach() {
 
 Status Tracee::detach_stopped() {
   if (!attached_) return make_error(ErrorCode::kInvalid, who(pid_) + " is not attached");
+  // The signal argument of PTRACE_DETACH is ignored in an interrupt stop: queue SIGSTOP first,
+  // so that the process stops before it runs a single instruction.
+  if (::kill(pid_, SIGSTOP) != 0) return sys_error(pid_, "SIGSTOP", errno);
   attached_ = false;
-  if (::ptrace(PTRACE_DETACH, pid_, nullptr, reinterpret_cast<void*>(uintptr_t(SIGSTOP))) != 0)
-    return sys_error(pid_, "PTRACE_DETACH", errno);
+  if (::ptrace(PTRACE_DETACH, pid_, nullptr, nullptr) != 0) return sys_error(pid_, "PTRACE_DETACH", errno);
   return Status::Ok();
 }
 
@@ -238,6 +240,17 @@ void Tracee::kill() {
   ::kill(pid_, SIGKILL);
   if (attached_ || child_) ::waitpid(pid_, nullptr, __WALL);
   attached_ = false;
+}
+
+bool Tracee::poll_exit() {
+  if (!attached_) return true;
+  int status = 0;
+  pid_t r = ::waitpid(pid_, &status, WNOHANG | __WALL);
+  if (r == pid_ && (WIFEXITED(status) || WIFSIGNALED(status))) {
+    attached_ = false;
+    return true;
+  }
+  return r < 0 && errno == ECHILD;
 }
 
 Result<uint64_t> find_syscall_site(pid_t pid) {

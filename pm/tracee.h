@@ -75,6 +75,9 @@ class Tracee {
   Status detach_stopped();
   // Kills the process (SIGKILL) and reaps it if it is our child.
   void kill();
+  // Without blocking: whether the process has died (someone killed it); reaps it as its tracer,
+  // so that its parent can. Stops it reports meanwhile are consumed; it stays stopped.
+  bool poll_exit();
 
  private:
   explicit Tracee(pid_t pid, bool child) : pid_(pid), child_(child) {}

@@ -32,7 +32,7 @@ bool write_file_atomically(const fs::path& path, const std::string& text) {
 
 }  // namespace
 
-int daemon_main(const std::string& role, int argc, char** argv, DaemonSetup setup) {
+int daemon_main(const std::string& role, int argc, char** argv, DaemonSetup setup, size_t max_message) {
   DaemonConfig cfg;
   cfg.role = role;
   CLI::App app{"ferry-" + role + ": the " + role + " daemon of a Ferry node"};
@@ -85,6 +85,7 @@ int daemon_main(const std::string& role, int argc, char** argv, DaemonSetup setu
   opts.fabric.provider = cfg.provider;
   opts.fabric.host = cfg.host;
   opts.fabric.service = cfg.service;
+  opts.fabric.max_message = max_message;
   opts.master = cfg.master;
   opts.key_file = cfg.key_file;
   opts.control_socket = dir / (role + ".sock");

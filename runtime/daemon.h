@@ -40,6 +40,7 @@ struct DaemonConfig {
 using DaemonSetup = std::function<ferry::Result<std::shared_ptr<void>>(dipc::Port&, const DaemonConfig&)>;
 
 // Parses flags, runs the daemon until it is told to stop, returns the process exit status.
-int daemon_main(const std::string& role, int argc, char** argv, DaemonSetup setup);
+// `max_message`: the largest frame the daemon's port receives (the pager's carry pages).
+int daemon_main(const std::string& role, int argc, char** argv, DaemonSetup setup, size_t max_message = 256 * 1024);
 
 }  // namespace ferry::runtime

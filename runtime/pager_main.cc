@@ -1,13 +1,26 @@
-// ferry-pager: the XMM pager of a node. For now a port that registers, heartbeats and answers
-// pings; exporting and importing memory objects arrive with the pager issue.
+// ferry-pager: the XMM pager of a node (xmm/pager.h): exports the memory of processes that
+// migrated away and serves the faults of processes restored here.
 #include <memory>
 
 #include "runtime/daemon.h"
+#include "xmm/pager.h"
 
 int main(int argc, char** argv) {
   return ferry::runtime::daemon_main(
       "pager", argc, argv,
-      [](ferry::dipc::Port&, const ferry::runtime::DaemonConfig&) -> ferry::Result<std::shared_ptr<void>> {
-        return std::shared_ptr<void>();
-      });
+      [](ferry::dipc::Port& port, const ferry::runtime::DaemonConfig& cfg) -> ferry::Result<std::shared_ptr<void>> {
+        ferry::xmm::PagerOptions o;
+        o.bulk.name = "pager-bulk@" + cfg.node;
+        o.bulk.node = cfg.node;
+        o.bulk.fabric.provider = cfg.provider;
+        o.bulk.fabric.host = cfg.host;
+        o.bulk.master = cfg.master;
+        o.bulk.key_file = cfg.key_file;
+        o.bulk.request_timeout = std::chrono::milliseconds(cfg.timeout_ms);
+        o.timeout = std::chrono::milliseconds(cfg.timeout_ms);
+        auto pager = ferry::xmm::Pager::start(port, o);
+        if (!pager) return pager.error();
+        return std::shared_ptr<void>(std::move(pager).value());
+      },
+      ferry::xmm::kPagerMaxMessage);
 }

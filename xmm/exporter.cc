@@ -44,6 +44,8 @@ struct Exporter::Object {
   static void set_bit(std::vector<uint8_t>& v, uint64_t i) { v[i / 8] |= uint8_t(1u << (i % 8)); }
 };
 
+Exporter::Exporter(std::string pager_name) : pager_(std::move(pager_name)) {}
+
 Exporter::~Exporter() {
   for (auto& [id, o] : objects_)
     if (o->shell) o->shell->kill();
@@ -124,16 +126,25 @@ Status Exporter::describe(uint64_t id, std::span<const std::byte> token, wire::O
   return Status::Ok();
 }
 
-Status Exporter::fetch(uint64_t id, std::span<const std::byte> token, uint64_t address, uint32_t pages,
-                       wire::PageData::Builder out) {
+Status Exporter::check_fetch(uint64_t id, std::span<const std::byte> token, uint64_t address, uint32_t pages) {
   auto found = find(id, token);
   if (!found) return found.error();
-  Object& o = *found.value();
   if (pages == 0 || pages > kMaxFetchPages || address % kPage)
     return make_error(ErrorCode::kInvalid, "fetch of " + std::to_string(pages) + " pages at an unaligned address or too many");
-  int64_t first = o.index(address);
-  if (first < 0 || o.index(address + (pages - 1) * kPage) != first + pages - 1)
+  int64_t first = found.value()->index(address);
+  if (first < 0 || found.value()->index(address + (pages - 1) * kPage) != first + pages - 1)
     return make_error(ErrorCode::kInvalid, "fetch outside memory object " + std::to_string(id));
+  return Status::Ok();
+}
+
+Status Exporter::fetch(uint64_t id, std::span<const std::byte> token, uint64_t address, uint32_t pages,
+                       wire::PageData::Builder out) {
+  if (Status s = check_fetch(id, token, address, pages); !s) {
+    out.setPages(0);
+    return s;
+  }
+  Object& o = *find(id, token).value();
+  int64_t first = o.index(address);
   std::vector<uint8_t> bits((pages + 7) / 8, 0);
   uint32_t with_data = 0;
   for (uint32_t i = 0; i < pages; ++i)
@@ -157,8 +168,10 @@ Status Exporter::fetch(uint64_t id, std::span<const std::byte> token, uint64_t a
     while (j < pages && Object::bit(o.present, uint64_t(first) + j)) ++j;
     size_t len = size_t(j - i) * kPage;
     ssize_t n = ::pread(o.mem.get(), data.begin() + filled, len, off_t(address + i * kPage));
-    if (n != ssize_t(len))
+    if (n != ssize_t(len)) {
+      out.setPages(0);  // the reply says nothing rather than something wrong
       return make_error(ErrorCode::kUnavailable, errno_message("reading the shell of " + o.label, n < 0 ? errno : EIO));
+    }
     filled += len;
     for (uint32_t k = i; k < j; ++k) {
       uint64_t idx = uint64_t(first) + k;
@@ -197,6 +210,11 @@ void Exporter::finish(Object& o, const std::string& why) {
 void Exporter::free_sent_pages() {
   for (auto it = objects_.begin(); it != objects_.end();) {
     Object& o = *it->second;
+    if (!o.done && o.shell->poll_exit()) {
+      spdlog::warn("{}: the shell of {} (pid {}) died: object {} lost with {} pages with data never sent", pager_, o.label,
+                   o.pid, o.id, o.present_pages - o.sent_pages);
+      o.done = true;
+    }
     if (!o.done && !o.to_free.empty()) {
       pm::SameCpu pinned(o.pid);
       if (!o.shell->syscall_site()) {

@@ -41,7 +41,7 @@ struct ExportedObject {
 
 class Exporter {
  public:
-  explicit Exporter(std::string pager_name) : pager_(std::move(pager_name)) {}
+  explicit Exporter(std::string pager_name);
   ~Exporter();  // kills every shell still held
 
   struct Range {
@@ -51,8 +51,10 @@ class Exporter {
 
   // The object's ranges and which pages carry data.
   Status describe(uint64_t id, std::span<const std::byte> token, wire::ObjectMap::Builder out);
+  // Whether fetch() would accept the request (capability, alignment, bounds, size).
+  Status check_fetch(uint64_t id, std::span<const std::byte> token, uint64_t address, uint32_t pages);
   // Fills `out` with `pages` pages from `address`: a presence bit each, and the bytes of the
-  // present ones.
+  // present ones. If reading the shell fails midway, `out` says 0 pages.
   Status fetch(uint64_t id, std::span<const std::byte> token, uint64_t address, uint32_t pages,
                wire::PageData::Builder out);
   Status release(uint64_t id, std::span<const std::byte> token, const std::string& reason);

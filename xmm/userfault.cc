@@ -40,6 +40,7 @@ Status Userfault::read_events(std::vector<UserfaultEvent>& out) {
           e.kind = UserfaultEvent::Kind::kPageFault;
           e.address = m.arg.pagefault.address & ~uint64_t(4095);
           e.write = (m.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0;
+          e.thread = pid_t(m.arg.pagefault.feat.ptid);
           break;
         case UFFD_EVENT_REMOVE:
           e.kind = UserfaultEvent::Kind::kRemove;
@@ -69,7 +70,7 @@ Status Userfault::read_events(std::vector<UserfaultEvent>& out) {
   }
 }
 
-Result<Resolve> Userfault::copy(uint64_t address, std::span<const std::byte> bytes) {
+Result<Resolve> Userfault::copy(uint64_t address, std::span<const std::byte> bytes, uint64_t* present) {
   constexpr uint64_t kPage = 4096;
   uffdio_copy c{};
   c.dst = address;
@@ -85,6 +86,7 @@ Result<Resolve> Userfault::copy(uint64_t address, std::span<const std::byte> byt
     if (err == EEXIST) {
       some_present = true;
       done += kPage;
+      if (present) ++*present;
     } else if (!(err == EAGAIN && done > 0)) {
       return classify("UFFDIO_COPY", err);
     }
@@ -131,6 +133,22 @@ Status Userfault::wake(uint64_t address, uint64_t length) {
   if (::ioctl(fd_.get(), UFFDIO_WAKE, &r) != 0)
     return make_error(ErrorCode::kUnavailable, errno_message("UFFDIO_WAKE", errno));
   return Status::Ok();
+}
+
+Status Userfault::unregister(uint64_t start, uint64_t end) {
+  uffdio_range r{start, end - start};
+  if (::ioctl(fd_.get(), UFFDIO_UNREGISTER, &r) != 0)
+    return make_error(ErrorCode::kUnavailable, errno_message("UFFDIO_UNREGISTER", errno));
+  return Status::Ok();
+}
+
+bool Userfault::target_alive() {
+  // A zero-page request where nothing is registered (the lowest mappable page): ENOENT while
+  // the address space exists, ESRCH once it is gone.
+  uffdio_zeropage z{};
+  z.range.start = 0x10000;
+  z.range.len = 4096;
+  return !(::ioctl(fd_.get(), UFFDIO_ZEROPAGE, &z) != 0 && errno == ESRCH);
 }
 
 }  // namespace ferry::xmm

@@ -11,6 +11,8 @@
 // - Not thread-safe; one owner (the pager's event loop).
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -28,6 +30,7 @@ struct UserfaultEvent {
   uint64_t to = 0;       // remap: new start
   uint64_t length = 0;   // remap: length
   bool write = false;    // fault: a write access
+  pid_t thread = 0;      // fault: the faulting thread (UFFD_FEATURE_THREAD_ID)
   int fork_fd = -1;      // fork: the child's userfaultfd (now ours to close)
 };
 
@@ -40,12 +43,17 @@ class Userfault {
   int fd() const { return fd_.get(); }
   // Appends every queued event to `out`; kUnavailable if the descriptor failed.
   Status read_events(std::vector<UserfaultEvent>& out);
-  // Installs `bytes` (whole pages) at `address` and wakes threads waiting on them.
-  Result<Resolve> copy(uint64_t address, std::span<const std::byte> bytes);
+  // Installs `bytes` (whole pages) at `address` and wakes threads waiting on them. `present`,
+  // if given, receives how many of the pages were there already.
+  Result<Resolve> copy(uint64_t address, std::span<const std::byte> bytes, uint64_t* present = nullptr);
   // Installs zero pages over [address, address + length) and wakes waiting threads.
   Result<Resolve> zero(uint64_t address, uint64_t length);
   // Wakes threads waiting on a range another call made present.
   Status wake(uint64_t address, uint64_t length);
+  // Unregisters [start, end): later faults there are the kernel's (zero pages), not ours.
+  Status unregister(uint64_t start, uint64_t end);
+  // Whether the process's address space still exists (it has not exited).
+  bool target_alive();
 
  private:
   UniqueFd fd_;

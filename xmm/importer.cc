@@ -1,0 +1,408 @@
+#include "xmm/importer.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace ferry::xmm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr uint64_t kPage = PageTable::kPage;
+constexpr uint32_t kMaxFaultWindow = 32;    // pages per fault request, at most
+constexpr uint32_t kPrefetchPages = 256;    // 1 MiB per bulk request
+constexpr int kPrefetchInFlight = 4;
+constexpr auto kWindow = std::chrono::milliseconds(100);  // time series resolution
+constexpr size_t kMaxSeries = 600;
+
+double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+}  // namespace
+
+struct Importer::Import {
+  uint64_t id;
+  ImportSpec spec;
+  std::unique_ptr<Userfault> uffd;
+  UniqueFd pidfd;
+  std::unique_ptr<PageTable> table;
+  Clock::time_point started = Clock::now(), ended_at{};
+  std::string state = "opening";
+  bool ended = false;
+  // Fault-around: the window grows while faults follow each other.
+  uint64_t last_fault = 0;
+  uint32_t window = 1;
+  int bulk_in_flight = 0;
+  std::map<uint64_t, Clock::time_point> waiting;  // page -> when a fault on it was read
+  std::vector<std::unique_ptr<Userfault>> children;  // userfaultfds of forked children
+  // Traffic.
+  uint64_t faults = 0, on_demand = 0, prefetched = 0, zero = 0, bytes = 0, duplicates = 0, arrived = 0;
+  std::vector<float> latency_us;
+  struct Window {
+    uint32_t faults = 0, on_demand = 0, prefetched = 0;
+    uint64_t bytes = 0;
+  };
+  std::vector<Window> series;
+  Window& now_window() {
+    size_t i = size_t((Clock::now() - started) / kWindow);
+    if (i >= kMaxSeries) i = kMaxSeries - 1;
+    if (series.size() <= i) series.resize(i + 1);
+    return series[i];
+  }
+};
+
+Importer::Importer(dipc::Port& fault_port, dipc::Port& bulk_port, std::chrono::milliseconds timeout)
+    : fault_port_(fault_port), bulk_port_(bulk_port), timeout_(timeout) {}
+
+Importer::~Importer() {
+  for (auto& [id, im] : imports_)
+    if (!im->ended) fail(*im, "the pager is stopping");
+}
+
+std::string Importer::bulk_name(const std::string& p) {
+  auto at = p.find('@');
+  return at == std::string::npos ? p + "-bulk" : "pager-bulk" + p.substr(at);
+}
+
+size_t Importer::active() const {
+  size_t n = 0;
+  for (const auto& [id, im] : imports_) n += im->ended ? 0 : 1;
+  return n;
+}
+
+void Importer::start(ImportSpec spec, UniqueFd uffd, std::function<void(Result<uint64_t>)> done) {
+  auto im = std::make_unique<Import>();
+  im->id = next_id_++;
+  im->spec = std::move(spec);
+  im->uffd = std::make_unique<Userfault>(std::move(uffd));
+  im->pidfd.reset(int(::syscall(SYS_pidfd_open, im->spec.pid, 0)));
+  if (!im->pidfd) return done(make_error(ErrorCode::kNotFound, errno_message("import: pid " + std::to_string(im->spec.pid), errno)));
+  uint64_t id = im->id;
+  const ImportSpec& s = im->spec;
+  spdlog::info("{}: import {} of {}: object {} from {}, pid {}, {} ranges{}", fault_port_.name(), id, s.label,
+               s.object_id, s.source, s.pid, s.ranges.size(), s.prefetch ? "" : ", no prefetch");
+  imports_[id] = std::move(im);
+  fault_port_.call<wire::OpenObject, wire::ObjectMap>(
+      s.source,
+      [&](wire::OpenObject::Builder b) {
+        b.setObjectId(s.object_id);
+        b.initToken(uint32_t(s.token.size()));
+        std::memcpy(b.getToken().begin(), s.token.data(), s.token.size());
+      },
+      [this, id, done = std::move(done)](Result<dipc::Message<wire::ObjectMap>> r) {
+        auto it = imports_.find(id);
+        if (it == imports_.end()) return done(make_error(ErrorCode::kInternal, "import vanished"));
+        Import& im = *it->second;
+        if (!r) {
+          fail(im, "cannot open object " + std::to_string(im.spec.object_id) + " at " + im.spec.source + ": " + r.error().message);
+          return done(r.error());
+        }
+        auto map = r.value().get();
+        std::vector<PageTable::Range> ranges;
+        for (auto x : map.getRanges()) ranges.push_back({x.getStart(), x.getEnd()});
+        auto bits = map.getPresent();
+        im.table = std::make_unique<PageTable>(ranges, std::vector<uint8_t>(bits.begin(), bits.end()));
+        im.state = "fetching";
+        int fd = im.uffd->fd();
+        Status w = fault_port_.loop().watch(fd, [this, id](uint32_t) { on_readable(id); });
+        if (!w) {
+          fail(im, w.error().message);
+          return done(w.error());
+        }
+        (void)fault_port_.loop().watch(im.pidfd.get(), [this, id](uint32_t) {
+          auto it = imports_.find(id);
+          if (it == imports_.end() || it->second->ended) return;
+          it->second->state = it->second->table->outstanding() ? "ended: the process exited" : "complete";
+          finish(*it->second);
+        });
+        spdlog::info("{}: import {} of {} serving: {} pages with data at {}", fault_port_.name(), id, im.spec.label,
+                     im.table->present_pages(), im.spec.source);
+        done(id);
+        check_complete(im);
+        prefetch_more(im);
+      },
+      dipc::CallOptions{timeout_, std::nullopt});
+}
+
+void Importer::on_readable(uint64_t id) {
+  auto it = imports_.find(id);
+  if (it == imports_.end() || it->second->ended) return;
+  Import& im = *it->second;
+  std::vector<UserfaultEvent> events;
+  if (Status s = im.uffd->read_events(events); !s) return fail(im, s.error().message);
+  for (const auto& e : events) {
+    if (im.ended) return;
+    switch (e.kind) {
+      case UserfaultEvent::Kind::kPageFault: handle_fault(im, e.address); break;
+      case UserfaultEvent::Kind::kRemove:
+      case UserfaultEvent::Kind::kUnmap: im.table->drop(e.address, e.end); break;
+      case UserfaultEvent::Kind::kRemap: im.table->move(e.address, e.to, e.length); break;
+      case UserfaultEvent::Kind::kFork: {
+        // The child shares pages with the parent only until the source frees them: it may run
+        // as long as it never touches a page that has not arrived (fork + exec does not).
+        auto child = std::make_unique<Userfault>(UniqueFd(e.fork_fd));
+        Userfault* c = child.get();
+        im.children.push_back(std::move(child));
+        spdlog::info("{}: import {} of {}: the process forked before all pages arrived; the child is killed if it "
+                     "touches one that has not", fault_port_.name(), im.id, im.spec.label);
+        (void)fault_port_.loop().watch(c->fd(), [this, c, table = im.table.get(), label = im.spec.label](uint32_t) {
+          std::vector<UserfaultEvent> evs;
+          (void)c->read_events(evs);
+          for (const auto& ev : evs) {
+            if (ev.kind != UserfaultEvent::Kind::kPageFault) continue;
+            // Memory the source never touched is zero for the child as well.
+            auto st = table->state(ev.address);
+            if (!st || *st == PageState::kZero) {
+              (void)c->zero(ev.address, kPage);
+              continue;
+            }
+            if (ev.thread > 0) {
+              spdlog::warn("{}: a child of {} (pid {}) touched {:#x} before it arrived from the source: killed "
+                           "(fork before the last page is not supported yet)", fault_port_.name(), label, ev.thread,
+                           ev.address);
+              ::kill(ev.thread, SIGKILL);
+            }
+          }
+        });
+        break;
+      }
+      default: break;
+    }
+  }
+  check_complete(im);
+}
+
+void Importer::handle_fault(Import& im, uint64_t address) {
+  ++im.faults;
+  ++im.now_window().faults;
+  auto now = Clock::now();
+  auto state = im.table->state(address);
+  if (!state || *state == PageState::kZero || *state == PageState::kHere) {
+    // Memory the source never touched (or that grew since): a zero page, no traffic. A page
+    // already here was installed between the fault and now: wake the thread.
+    auto r = im.uffd->zero(address, kPage);
+    if (!r) return fail(im, r.error().message);
+    if (state && *state == PageState::kZero) {
+      im.table->set(address, 1, PageState::kHere);
+      ++im.zero;
+    }
+    im.latency_us.push_back(float(ms(Clock::now() - now) * 1000));
+    return;
+  }
+  im.waiting.emplace(address, now);
+  if (*state == PageState::kInFlight) return;  // its reply wakes this thread too
+  // Sequential faults grow the window; anything else starts over.
+  if (address >= im.last_fault && address <= im.last_fault + 2 * uint64_t(im.window) * kPage)
+    im.window = std::min(kMaxFaultWindow, im.window * 2);
+  else
+    im.window = 1;
+  im.last_fault = address;
+  auto run = im.table->run_at(address, im.window);
+  fetch(im, *run, false);
+}
+
+void Importer::fetch(Import& im, const PageRun& run, bool prefetch) {
+  im.table->set(run.address, run.pages, PageState::kInFlight);
+  if (prefetch) ++im.bulk_in_flight;
+  uint64_t id = im.id;
+  dipc::Port& port = prefetch ? bulk_port_ : fault_port_;
+  std::string to = prefetch ? bulk_name(im.spec.source) : im.spec.source;
+  port.call<wire::FetchPages, wire::PageData>(
+      to,
+      [&](wire::FetchPages::Builder b) {
+        b.setObjectId(im.spec.object_id);
+        b.initToken(uint32_t(im.spec.token.size()));
+        std::memcpy(b.getToken().begin(), im.spec.token.data(), im.spec.token.size());
+        b.setAddress(run.source);
+        b.setPages(run.pages);
+        b.setPrefetch(prefetch);
+      },
+      [this, id, dest = run.address, source = run.source, pages = run.pages, prefetch](
+          Result<dipc::Message<wire::PageData>> r) { install(id, dest, source, pages, prefetch, std::move(r)); },
+      dipc::CallOptions{timeout_, std::nullopt});
+}
+
+void Importer::install(uint64_t id, uint64_t dest, uint64_t source, uint32_t pages, bool prefetch,
+                       Result<dipc::Message<wire::PageData>> reply) {
+  auto it = imports_.find(id);
+  if (it == imports_.end() || it->second->ended) return;
+  Import& im = *it->second;
+  if (prefetch) --im.bulk_in_flight;
+  if (!reply)
+    return fail(im, "source " + im.spec.source + " lost: " + reply.error().message);
+  auto body = reply.value().get();
+  auto bits = body.getPresent();
+  auto data = body.getData();
+  if (body.getPages() == 0) return fail(im, "source " + im.spec.source + " could not read the pages");
+  if (body.getPages() != pages || bits.size() < (pages + 7) / 8)
+    return fail(im, "source " + im.spec.source + " sent a malformed page reply");
+  auto has_data = [&](uint32_t i) { return (bits[i / 8] >> (i % 8)) & 1; };
+  std::vector<size_t> offset(pages);
+  size_t off = 0;
+  for (uint32_t i = 0; i < pages; ++i) {
+    offset[i] = off;
+    if (has_data(i)) off += kPage;
+  }
+  if (off != data.size()) return fail(im, "source " + im.spec.source + " sent a page reply of the wrong size");
+  im.bytes += data.size();
+  im.now_window().bytes += data.size();
+  auto now = Clock::now();
+  // Install the pages still waiting for this reply (the process may have dropped or moved
+  // some meanwhile), in runs of equal kind.
+  for (uint32_t i = 0; i < pages;) {
+    auto at = im.table->run_at(dest + i * kPage, 1);
+    if (!at || at->state != PageState::kInFlight || at->source != source + i * kPage) {
+      ++i;
+      continue;
+    }
+    uint32_t j = i + 1;
+    while (j < pages && has_data(j) == has_data(i)) {
+      auto next = im.table->run_at(dest + j * kPage, 1);
+      if (!next || next->state != PageState::kInFlight || next->source != source + j * kPage) break;
+      ++j;
+    }
+    uint64_t at_addr = dest + i * kPage, len = uint64_t(j - i) * kPage;
+    Result<Resolve> r = Resolve::kDone;
+    uint64_t already = 0;
+    for (int tries = 0; tries < 100; ++tries) {
+      r = has_data(i) ? im.uffd->copy(at_addr, std::span(reinterpret_cast<const std::byte*>(data.begin()) + offset[i], len),
+                                      &already)
+                      : im.uffd->zero(at_addr, len);
+      if (!r || r.value() != Resolve::kRetry) break;
+      on_readable(id);  // an address-space change is pending: take it in first
+      if (im.ended) return;
+    }
+    if (!r) return fail(im, r.error().message);
+    if (r.value() == Resolve::kRetry) {  // still changing: ask again later
+      im.table->set(at_addr, j - i, PageState::kNeed);
+      i = j;
+      continue;
+    }
+    im.duplicates += already;
+    im.table->set(at_addr, j - i, PageState::kHere);
+    uint64_t n = j - i;
+    im.arrived += has_data(i) ? n : 0;
+    if (!has_data(i)) im.zero += n;
+    if (prefetch) {
+      im.prefetched += n;
+      im.now_window().prefetched += uint32_t(n);
+    } else {
+      im.on_demand += n;
+      im.now_window().on_demand += uint32_t(n);
+    }
+    for (uint64_t a = at_addr; a < at_addr + len; a += kPage)
+      if (auto w = im.waiting.find(a); w != im.waiting.end()) {
+        im.latency_us.push_back(float(ms(now - w->second) * 1000));
+        im.waiting.erase(w);
+      }
+    i = j;
+  }
+  check_complete(im);
+  if (!im.ended) prefetch_more(im);
+}
+
+void Importer::prefetch_more(Import& im) {
+  if (!im.spec.prefetch || im.ended || !im.table) return;
+  while (im.bulk_in_flight < kPrefetchInFlight) {
+    auto run = im.table->next_needed(im.last_fault, kPrefetchPages);
+    if (!run) return;
+    fetch(im, *run, true);
+  }
+}
+
+void Importer::check_complete(Import& im) {
+  if (im.ended || !im.table || im.table->outstanding() != 0) return;
+  im.state = "complete";
+  finish(im);
+}
+
+void Importer::fail(Import& im, const std::string& reason) {
+  if (im.ended) return;
+  uint64_t missing = im.table ? im.table->outstanding() : 0;
+  im.state = "failed: " + reason + " (" + std::to_string(missing) + " pages never arrived)";
+  spdlog::error("{}: import {} of {}: {}; pid {} killed", fault_port_.name(), im.id, im.spec.label, im.state, im.spec.pid);
+  if (im.pidfd) ::syscall(SYS_pidfd_send_signal, im.pidfd.get(), SIGKILL, nullptr, 0);
+  finish(im);
+}
+
+void Importer::finish(Import& im) {
+  if (im.ended) return;
+  im.ended = true;
+  im.ended_at = Clock::now();
+  auto& loop = fault_port_.loop();
+  if (im.table) loop.unwatch(im.uffd->fd());
+  if (im.pidfd) loop.unwatch(im.pidfd.get());
+  bool complete = im.state == "complete";
+  if (complete && im.table) {
+    // Nothing is left at the source: faults on the rest (never-touched memory) are the kernel's.
+    for (const auto& r : im.spec.ranges) (void)im.uffd->unregister(r.start, r.end);
+  }
+  for (auto& c : im.children) loop.unwatch(c->fd());
+  im.children.clear();
+  im.uffd.reset();
+  if (im.table) {
+    std::string token = im.spec.token;
+    fault_port_.call<wire::ReleaseObject, dipc::wire::Empty>(
+        im.spec.source,
+        [&](wire::ReleaseObject::Builder b) {
+          b.setObjectId(im.spec.object_id);
+          b.initToken(uint32_t(token.size()));
+          std::memcpy(b.getToken().begin(), token.data(), token.size());
+          b.setReason(im.state);
+        },
+        [](Result<dipc::Message<dipc::wire::Empty>>) {}, dipc::CallOptions{timeout_, std::nullopt});
+  }
+  uint64_t missing = im.table ? im.table->outstanding() : 0;
+  spdlog::info("{}: import {} of {} {} after {:.0f} ms: {} faults, {} pages on demand, {} prefetched, {} zero, {} bytes, "
+               "{} duplicates", fault_port_.name(), im.id, im.spec.label, im.state, ms(im.ended_at - im.started),
+               im.faults, im.on_demand, im.prefetched, im.zero, im.bytes, im.duplicates);
+  if (on_end_) on_end_(ImportEnd{im.id, im.spec.pid, complete, complete ? "" : im.state, missing});
+}
+
+void Importer::stat(capnp::List<wire::ImportStat>::Builder out) const {
+  uint32_t k = 0;
+  for (const auto& [id, imp] : imports_) {
+    const Import& im = *imp;
+    auto s = out[k++];
+    s.setImportId(id);
+    s.setLabel(im.spec.label);
+    s.setPid(uint32_t(im.spec.pid));
+    s.setSource(im.spec.source);
+    s.setState(im.state);
+    s.setFaults(im.faults);
+    s.setOnDemandPages(im.on_demand);
+    s.setPrefetchedPages(im.prefetched);
+    s.setZeroPages(im.zero);
+    s.setBytesOnWire(im.bytes);
+    s.setDuplicatePages(im.duplicates);
+    s.setPresentPages(im.table ? im.table->present_pages() : 0);
+    s.setArrivedPages(im.table ? im.table->present_pages() - im.table->outstanding() : 0);
+    std::vector<float> l = im.latency_us;
+    auto h = s.initLatency();
+    if (!l.empty()) {
+      std::sort(l.begin(), l.end());
+      auto pct = [&](double q) { return double(l[std::min(l.size() - 1, size_t(q * double(l.size())))]); };
+      h.setP50Us(pct(0.5));
+      h.setP90Us(pct(0.9));
+      h.setP99Us(pct(0.99));
+      h.setMaxUs(double(l.back()));
+      h.setCount(l.size());
+    }
+    auto end = im.ended ? im.ended_at : Clock::now();
+    s.setElapsedMs(ms(end - im.started));
+    if (im.state == "complete") s.setMsToLastPage(ms(im.ended_at - im.started));
+    auto series = s.initSeries(uint32_t(im.series.size()));
+    for (size_t i = 0; i < im.series.size(); ++i) {
+      series[uint32_t(i)].setAtMs(uint32_t(i * kWindow.count()));
+      series[uint32_t(i)].setFaults(im.series[i].faults);
+      series[uint32_t(i)].setOnDemandPages(im.series[i].on_demand);
+      series[uint32_t(i)].setPrefetchedPages(im.series[i].prefetched);
+      series[uint32_t(i)].setBytes(im.series[i].bytes);
+    }
+  }
+}
+
+}  // namespace ferry::xmm

@@ -1,0 +1,135 @@
+#include "xmm/pager.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace ferry::xmm {
+namespace {
+
+std::span<const std::byte> bytes(capnp::Data::Reader d) {
+  return {reinterpret_cast<const std::byte*>(d.begin()), d.size()};
+}
+
+bool local_root(dipc::Request& req) {
+  if (req.caller().local && req.caller().is_root()) return true;
+  req.fail(ErrorCode::kUnauthorized, "only root on this node may export or import memory");
+  return false;
+}
+
+// The descriptor `fd` of process `pid`, copied into ours.
+Result<UniqueFd> take_fd(pid_t pid, int fd) {
+  UniqueFd pidfd(int(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd) return make_error(ErrorCode::kNotFound, errno_message("pidfd_open of the uffd holder " + std::to_string(pid), errno));
+  UniqueFd mine(int(::syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
+  if (!mine)
+    return make_error(ErrorCode::kInvalid,
+                      errno_message("pidfd_getfd of fd " + std::to_string(fd) + " of pid " + std::to_string(pid), errno));
+  return mine;
+}
+
+}  // namespace
+
+Pager::Pager(dipc::Port& port, std::unique_ptr<dipc::Port> bulk, std::chrono::milliseconds timeout)
+    : port_(port), bulk_(std::move(bulk)), exporter_(port.name()),
+      importer_(std::make_unique<Importer>(port, *bulk_, timeout)) {}
+
+Pager::~Pager() {
+  port_.loop().cancel(free_timer_);
+  importer_.reset();
+}
+
+Result<std::unique_ptr<Pager>> Pager::start(dipc::Port& port, PagerOptions options) {
+  options.bulk.fabric.max_message = kPagerMaxMessage;
+  options.bulk.fabric.recv_buffers = 16;
+  auto bulk = dipc::Port::open(options.bulk, port.loop());
+  if (!bulk) return bulk.error();
+  std::unique_ptr<Pager> p(new Pager(port, std::move(bulk).value(), options.timeout));
+  p->serve();
+  return p;
+}
+
+void Pager::serve() {
+  port_.serve<wire::ExportMemory>([this](dipc::Request& req) {
+    if (!local_root(req)) return;
+    auto r = req.body<wire::ExportMemory>();
+    std::vector<Exporter::Range> ranges;
+    for (auto x : r.getRanges()) ranges.push_back({x.getStart(), x.getEnd()});
+    auto made = exporter_.export_process(pid_t(r.getPid()), ranges, r.getLabel());
+    if (!made) return req.fail(made.error());
+    req.reply<wire::ExportReply>([&](wire::ExportReply::Builder b) {
+      auto cap = b.initCapability();
+      cap.setObjectId(made.value().id);
+      cap.setToken(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(made.value().token.data()), made.value().token.size()));
+      cap.setPager(port_.name());
+      b.setPresentPages(made.value().present_pages);
+      b.setTotalPages(made.value().total_pages);
+    });
+  });
+
+  port_.serve<wire::ImportMemory>([this](dipc::Request& req) {
+    if (!local_root(req)) return;
+    auto r = req.body<wire::ImportMemory>();
+    auto uffd = take_fd(pid_t(r.getHolderPid()), r.getUffdFd());
+    if (!uffd) return req.fail(uffd.error());
+    ImportSpec spec;
+    auto cap = r.getCapability();
+    spec.object_id = cap.getObjectId();
+    spec.token.assign(reinterpret_cast<const char*>(cap.getToken().begin()), cap.getToken().size());
+    spec.source = cap.getPager();
+    spec.pid = pid_t(r.getPid());
+    for (auto x : r.getRanges()) spec.ranges.push_back({x.getStart(), x.getEnd()});
+    spec.prefetch = r.getPrefetch();
+    spec.label = r.getLabel();
+    auto held = std::make_shared<dipc::Request>(std::move(req));
+    importer_->start(std::move(spec), std::move(uffd).value(), [held](Result<uint64_t> id) {
+      if (!id) return held->fail(id.error());
+      held->reply<wire::ImportReply>([&](wire::ImportReply::Builder b) { b.setImportId(id.value()); });
+    });
+  });
+
+  port_.serve<wire::PagerStat>([this](dipc::Request& req) {
+    req.reply<wire::PagerStatReply>([&](wire::PagerStatReply::Builder b) {
+      b.setNode(port_.name());
+      importer_->stat(b.initImports(uint32_t(importer_->size())));
+      exporter_.stat(b.initExports(uint32_t(exporter_.size())));
+    });
+  });
+
+  auto open = [this](dipc::Request& req) {
+    auto r = req.body<wire::OpenObject>();
+    capnp::MallocMessageBuilder scratch;
+    auto map = scratch.initRoot<wire::ObjectMap>();
+    if (Status s = exporter_.describe(r.getObjectId(), bytes(r.getToken()), map); !s) return req.fail(s.error());
+    req.reply<wire::ObjectMap>([&](wire::ObjectMap::Builder b) {
+      b.setRanges(map.asReader().getRanges());
+      b.setPresent(map.asReader().getPresent());
+      b.setPresentPages(map.getPresentPages());
+    });
+  };
+  auto fetch = [this](dipc::Request& req) {
+    auto r = req.body<wire::FetchPages>();
+    if (Status s = exporter_.check_fetch(r.getObjectId(), bytes(r.getToken()), r.getAddress(), r.getPages()); !s)
+      return req.fail(s.error());
+    Status status = Status::Ok();
+    req.reply<wire::PageData>([&](wire::PageData::Builder b) {
+      status = exporter_.fetch(r.getObjectId(), bytes(r.getToken()), r.getAddress(), r.getPages(), b);
+    });
+    if (!status) spdlog::warn("{}: fetch from {} refused: {}", port_.name(), req.from(), status.error().message);
+  };
+  auto release = [this](dipc::Request& req) {
+    auto r = req.body<wire::ReleaseObject>();
+    if (Status s = exporter_.release(r.getObjectId(), bytes(r.getToken()), r.getReason()); !s) return req.fail(s.error());
+    req.reply<dipc::wire::Empty>([](dipc::wire::Empty::Builder) {});
+  };
+  for (dipc::Port* p : {&port_, bulk_.get()}) {
+    p->serve<wire::OpenObject>(open);
+    p->serve<wire::FetchPages>(fetch);
+    p->serve<wire::ReleaseObject>(release);
+  }
+  free_timer_ = port_.loop().every(std::chrono::milliseconds(20), [this] { exporter_.free_sent_pages(); });
+}
+
+}  // namespace ferry::xmm

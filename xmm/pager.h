@@ -1,0 +1,47 @@
+// Pager: the service of ferry-pager (XMM). It exports the memory of processes that migrated
+// away from this node (Exporter) and serves the faults of processes restored here (Importer).
+//
+// Ports: the daemon's own, "pager@NODE" (control socket; object maps, fault fetches, releases),
+// and "pager-bulk@NODE" (prefetch fetches): two endpoints, so a fault's reply never queues
+// behind bulk data on one connection.
+// Control requests (unix socket, root only): ExportMemory, ImportMemory; PagerStat for anyone.
+// Requests from other pagers must carry the object's capability.
+#pragma once
+
+#include <chrono>
+#include <memory>
+
+#include "dipc/port.h"
+#include "xmm/exporter.h"
+#include "xmm/importer.h"
+
+namespace ferry::xmm {
+
+// Both pager ports take frames of up to this many bytes (1 MiB of pages and the envelope).
+inline constexpr size_t kPagerMaxMessage = (1 << 20) + (64 << 10);
+
+struct PagerOptions {
+  dipc::PortOptions bulk;  // the bulk port ("pager-bulk@NODE"): same fabric, key and master
+  std::chrono::milliseconds timeout{2000};  // a page request unanswered this long: source lost
+};
+
+class Pager {
+ public:
+  static Result<std::unique_ptr<Pager>> start(dipc::Port& port, PagerOptions options);
+  ~Pager();
+
+  Exporter& exporter() { return exporter_; }
+  Importer& importer() { return *importer_; }
+
+ private:
+  Pager(dipc::Port& port, std::unique_ptr<dipc::Port> bulk, std::chrono::milliseconds timeout);
+  void serve();
+
+  dipc::Port& port_;
+  std::unique_ptr<dipc::Port> bulk_;
+  Exporter exporter_;
+  std::unique_ptr<Importer> importer_;
+  dipc::EventLoop::TimerId free_timer_ = 0;
+};
+
+}  // namespace ferry::xmm
