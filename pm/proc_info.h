@@ -25,7 +25,11 @@ struct Vma {
 
   uint64_t size() const { return end - start; }
   bool is_file() const { return inode != 0; }
-  bool is_special() const { return !path.empty() && path.front() == '[' && path != "[heap]" && path != "[stack]"; }
+  // [vdso], [vvar], [vsyscall], ...: not memory of the program's own. Named anonymous memory
+  // ([anon:NAME], prctl PR_SET_VMA_ANON_NAME) is the program's.
+  bool is_special() const {
+    return !path.empty() && path.front() == '[' && path != "[heap]" && path != "[stack]" && path.rfind("[anon:", 0) != 0;
+  }
   int prot() const;  // PROT_* bits
 };
 

@@ -32,7 +32,8 @@ bool write_file_atomically(const fs::path& path, const std::string& text) {
 
 }  // namespace
 
-int daemon_main(const std::string& role, int argc, char** argv, DaemonSetup setup, size_t max_message) {
+int daemon_main(const std::string& role, int argc, char** argv, DaemonSetup setup, size_t max_message,
+                DaemonStopping before_stop) {
   DaemonConfig cfg;
   cfg.role = role;
   CLI::App app{"ferry-" + role + ": the " + role + " daemon of a Ferry node"};
@@ -117,7 +118,11 @@ int daemon_main(const std::string& role, int argc, char** argv, DaemonSetup setu
       spdlog::info("{} stopping on {}", name, strsignal(int(si.ssi_signo)));
       // Unregister, bounded: a dead master must not keep us from stopping.
       ev.after(std::chrono::milliseconds(1000), [&] { ev.stop(); });
-      port.value()->unregister([&] { ev.stop(); });
+      auto leave = [&] { port.value()->unregister([&] { ev.stop(); }); };
+      if (before_stop)
+        before_stop(leave);
+      else
+        leave();
     }
   });
   ev.run();

@@ -39,8 +39,12 @@ struct DaemonConfig {
 // Role-specific set-up, run once the Port is open; what it returns lives until the daemon stops.
 using DaemonSetup = std::function<ferry::Result<std::shared_ptr<void>>(dipc::Port&, const DaemonConfig&)>;
 
+// Runs before the daemon's port unregisters on a stop (other ports to unregister); calls `done`.
+using DaemonStopping = std::function<void(std::function<void()> done)>;
+
 // Parses flags, runs the daemon until it is told to stop, returns the process exit status.
 // `max_message`: the largest frame the daemon's port receives (the pager's carry pages).
-int daemon_main(const std::string& role, int argc, char** argv, DaemonSetup setup, size_t max_message = 256 * 1024);
+int daemon_main(const std::string& role, int argc, char** argv, DaemonSetup setup, size_t max_message = 256 * 1024,
+                DaemonStopping stopping = nullptr);
 
 }  // namespace ferry::runtime

@@ -6,9 +6,10 @@
 #include "xmm/pager.h"
 
 int main(int argc, char** argv) {
+  std::weak_ptr<ferry::xmm::Pager> running;
   return ferry::runtime::daemon_main(
       "pager", argc, argv,
-      [](ferry::dipc::Port& port, const ferry::runtime::DaemonConfig& cfg) -> ferry::Result<std::shared_ptr<void>> {
+      [&](ferry::dipc::Port& port, const ferry::runtime::DaemonConfig& cfg) -> ferry::Result<std::shared_ptr<void>> {
         ferry::xmm::PagerOptions o;
         o.bulk.name = "pager-bulk@" + cfg.node;
         o.bulk.node = cfg.node;
@@ -20,7 +21,15 @@ int main(int argc, char** argv) {
         o.timeout = std::chrono::milliseconds(cfg.timeout_ms);
         auto pager = ferry::xmm::Pager::start(port, o);
         if (!pager) return pager.error();
-        return std::shared_ptr<void>(std::move(pager).value());
+        std::shared_ptr<ferry::xmm::Pager> shared(std::move(pager).value());
+        running = shared;
+        return std::shared_ptr<void>(shared);
       },
-      ferry::xmm::kPagerMaxMessage);
+      ferry::xmm::kPagerMaxMessage,
+      [&](std::function<void()> done) {
+        if (auto p = running.lock())
+          p->unregister(std::move(done));
+        else
+          done();
+      });
 }

@@ -30,6 +30,9 @@ class Pager {
   static Result<std::unique_ptr<Pager>> start(dipc::Port& port, PagerOptions options);
   ~Pager();
 
+  // Unregisters the bulk port from the master (the daemon unregisters the main one), then `done`.
+  void unregister(std::function<void()> done) { bulk_->unregister(std::move(done)); }
+
   Exporter& exporter() { return exporter_; }
   Importer& importer() { return *importer_; }
 

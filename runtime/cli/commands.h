@@ -20,5 +20,6 @@ int nodes(const Context& ctx);
 int ping(const Context& ctx, const std::string& target, int count, int size);
 int checkpoint(int pid, const std::string& dir, bool leave_running);
 int restore(const std::string& dir);
+int stat(const Context& ctx);
 
 }  // namespace ferry::cli

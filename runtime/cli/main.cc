@@ -47,6 +47,9 @@ int main(int argc, char** argv) {
   auto* rs = app.add_subcommand("restore", "bring a checkpointed process back; prints its pid");
   rs->add_option("--dir", dir, "checkpoint directory")->required();
 
+  auto* st = app.add_subcommand("stat", "page-fault traffic of the pagers (every node, or --node's)");
+  st->add_flag("--json", json, "machine-readable output, with a time series per import");
+
   CLI11_PARSE(app, argc, argv);
   ferry::runtime::setup_logging("ferry", "warn");
   if (node.empty())
@@ -59,5 +62,6 @@ int main(int argc, char** argv) {
   if (ping->parsed()) return ferry::cli::ping(ctx, target, count, size);
   if (cp->parsed()) return ferry::cli::checkpoint(pid, dir, leave_running);
   if (rs->parsed()) return ferry::cli::restore(dir);
+  if (st->parsed()) return ferry::cli::stat(ctx);
   return 2;
 }

@@ -38,7 +38,7 @@ TEST(Cluster, UpListsEveryNodeAliveAndDownLeavesNothing) {
     EXPECT_EQ(n["address"].get<std::string>().rfind("127.0.0." + std::to_string(k + 1) + ":", 0), 0u) << n.dump();
     std::vector<std::string> ports;
     for (const auto& p : n["ports"]) ports.push_back(p["name"]);
-    EXPECT_EQ(ports, (std::vector<std::string>{"agent@" + name, "pager@" + name}));
+    EXPECT_EQ(ports, (std::vector<std::string>{"agent@" + name, "pager-bulk@" + name, "pager@" + name}));
   }
   // Ports answer across nodes through the fabric (n1's agent pings n3's pager and the master).
   auto ping = c.run({"--node", "n1", "ping", "pager@n3", "--count", "5", "--size", "4096"});

@@ -229,6 +229,22 @@ class Pager : public ::testing::Test {
       // The source's shell is gone once everything arrived.
       for (int i = 0; i < 200 && source.wait(0ms) < 0; ++i) std::this_thread::sleep_for(10ms);
       EXPECT_EQ(source.pid, -1) << "the memory shell outlived its last page";
+      // The same figures through the CLI, with the time series.
+      auto st = cluster.run({"stat", "--json"});
+      ASSERT_EQ(st.status, 0) << st.err;
+      auto j = nlohmann::json::parse(st.out);
+      bool found = false;
+      for (const auto& n : j)
+        for (const auto& i : n["imports"])
+          if (i["label"] == label) {
+            found = true;
+            EXPECT_EQ(n["node"], "n2");
+            EXPECT_EQ(i["state"], "complete");
+            EXPECT_EQ(i["arrived_pages"], e.present);
+            EXPECT_GT(i["ms_to_last_page"].get<double>(), 0);
+            EXPECT_FALSE(i["series"].empty());
+          }
+      EXPECT_TRUE(found) << st.out;
     }
     std::cout << mode << ": faults " << v.faults << ", on demand " << v.on_demand << ", prefetched " << v.prefetched
               << ", zero " << v.zero << ", fault p50 " << v.p50 << " us, state " << v.state << "\n";
