@@ -207,7 +207,8 @@ class Pager : public ::testing::Test {
     Exported e = export_from_n1(source.pid, kBase, end, label);
     ASSERT_GT(e.present, 0u);
     EXPECT_LT(e.present, mib * 256) << "holes were left untouched: they must not count as pages with data";
-    Child faulter({pm::program("pattern_faulter"), std::to_string(mib), std::to_string(threads), mode});
+    // It holds on after its checks, so that the import can complete while it still exists.
+    Child faulter({pm::program("pattern_faulter"), std::to_string(mib), std::to_string(threads), mode, "hold"});
     std::string hello = faulter.line();
     ASSERT_EQ(hello.rfind("uffd ", 0), 0u) << hello;
     int fd = std::atoi(hello.c_str() + 5);
@@ -216,7 +217,6 @@ class Pager : public ::testing::Test {
     faulter.say("go\n");
     std::string result = faulter.line(180s);
     EXPECT_NE(result.find("mismatches 0"), std::string::npos) << result;
-    EXPECT_EQ(faulter.wait(), 0) << result;
     auto v = import_stat(label);
     EXPECT_EQ(v.duplicates, 0u);
     EXPECT_GT(v.faults, 0u);
@@ -246,6 +246,8 @@ class Pager : public ::testing::Test {
           }
       EXPECT_TRUE(found) << st.out;
     }
+    faulter.say("exit\n");
+    EXPECT_EQ(faulter.wait(), 0) << result;
     std::cout << mode << ": faults " << v.faults << ", on demand " << v.on_demand << ", prefetched " << v.prefetched
               << ", zero " << v.zero << ", fault p50 " << v.p50 << " us, state " << v.state << "\n";
   }
