@@ -293,10 +293,11 @@ Status FrozenProcess::capture(wire::ProcessImage::Builder image) {
 
 Status FrozenProcess::read_pages(wire::ProcessImage::Reader image,
                                  const std::function<Status(uint64_t, std::span<const std::byte>)>& sink,
-                                 size_t chunk) {
+                                 size_t chunk, const std::function<bool(wire::Vma::Reader)>& only) {
   const size_t page = image.getPageSize();
   std::vector<std::byte> buf(chunk);
   for (auto v : image.getVmas()) {
+    if (only && !only(v)) continue;
     auto bits = v.getPresent();
     size_t pages = (v.getEnd() - v.getStart()) / page;
     size_t p = 0;

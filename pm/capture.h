@@ -38,9 +38,10 @@ class FrozenProcess {
 
   // Calls `sink(address, bytes)` for each run of pages the image marks present, in address
   // order, in chunks of at most `chunk` bytes.
+  // With `only`, just the VMAs it accepts.
   Status read_pages(wire::ProcessImage::Reader image,
                     const std::function<Status(uint64_t, std::span<const std::byte>)>& sink,
-                    size_t chunk = 1 << 20);
+                    size_t chunk = 1 << 20, const std::function<bool(wire::Vma::Reader)>& only = nullptr);
 
   // Resumes it now (same as destruction, reporting failure).
   Status resume();

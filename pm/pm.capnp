@@ -34,3 +34,159 @@ struct PortInfo {
   pid @2 :UInt32;
   heartbeatAgeMs @3 :UInt64;
 }
+
+# ---- Processes (vproc) --------------------------------------------------------------------
+# Every job has a global pid (gpid) from the master, which keeps the process table and is the
+# commit point of every migration. Operations on a job are sent to the caller's local agent,
+# which routes them to the agent that holds the job.
+
+enum ProcessState {
+  running @0;
+  migrating @1;
+  exited @2;
+  lost @3;                       # its node or its memory's source died; see `reason`
+}
+
+struct ProcessInfo {
+  gpid @0 :UInt64;
+  uid @1 :UInt32;
+  node @2 :Text;                 # where it runs (or ran last)
+  pid @3 :UInt32;                # its pid on that node
+  state @4 :ProcessState;
+  command @5 :Text;
+  migrations @6 :UInt32;
+  exitStatus @7 :Int32;          # exited: status (128 + signal when killed)
+  reason @8 :Text;               # lost: why
+  output @9 :Text;               # the job's stdout/stderr log
+  home @10 :Text;                # the node it was launched on
+  rssKib @11 :UInt64;            # filled by the holding agent in `ps`
+  parent @12 :UInt64;            # gpid of the parent job, 0 for none
+}
+
+# CLI -> local agent.
+struct RunJob {
+  argv @0 :List(Text);
+  cwd @1 :Text;
+  env @2 :List(Text);
+  node @3 :Text;                 # where to run; "" = this agent's node
+}
+
+struct RunReply {
+  gpid @0 :UInt64;
+  node @1 :Text;
+  pid @2 :UInt32;
+  output @3 :Text;
+}
+
+struct ListProcesses {}
+struct ProcessList {
+  processes @0 :List(ProcessInfo);
+}
+
+struct LookupProcess {
+  gpid @0 :UInt64;
+}
+
+struct SignalProcess {
+  gpid @0 :UInt64;
+  signal @1 :Int32;
+}
+
+struct ReadOutput {               # the job's output log from `offset`, at most 64 KiB
+  gpid @0 :UInt64;
+  offset @1 :UInt64;
+}
+
+struct OutputChunk {
+  data @0 :Data;
+  info @1 :ProcessInfo;          # state at the time of the read (exited once drained)
+}
+
+struct MigrateProcess {
+  gpid @0 :UInt64;
+  to @1 :Text;                   # destination node
+}
+
+struct MigrateReply {
+  migrationId @0 :Text;          # "m7@n1"
+  from @1 :Text;
+  to @2 :Text;
+  pid @3 :UInt32;                # its pid on the destination
+  freezeToResumeMs @4 :Float64;  # the job stood still this long
+  captureMs @5 :Float64;
+  installMs @6 :Float64;
+  commitMs @7 :Float64;
+  presentPages @8 :UInt64;       # pages that will follow lazily
+  eagerBytes @9 :UInt64;         # sent with the state (written pages of file mappings)
+  imageBytes @10 :UInt64;
+}
+
+# Agent -> master.
+struct RegisterProcess {
+  node @0 :Text;
+  pid @1 :UInt32;
+  uid @2 :UInt32;
+  command @3 :Text;
+  output @4 :Text;
+}
+
+struct RegisterReply {
+  gpid @0 :UInt64;
+}
+
+struct ProcessEnded {
+  gpid @0 :UInt64;
+  node @1 :Text;
+  exitStatus @2 :Int32;
+  lost @3 :Bool;
+  reason @4 :Text;
+}
+
+struct CommitMigration {
+  gpid @0 :UInt64;
+  migrationId @1 :Text;
+  from @2 :Text;
+  to @3 :Text;
+  pid @4 :UInt32;
+}
+
+struct CancelMigration {          # from the source when it cannot know whether the commit happened
+  gpid @0 :UInt64;
+  migrationId @1 :Text;
+}
+
+struct CancelReply {
+  committed @0 :Bool;            # too late: the migration committed; the source must hand over
+}
+
+# Source agent -> destination agent: step 2's offer. The destination installs, commits at the
+# master and resumes; its reply says what happened.
+struct EagerRun {
+  address @0 :UInt64;
+  data @1 :Data;
+}
+
+struct Offer {
+  migrationId @0 :Text;
+  gpid @1 :UInt64;
+  uid @2 :UInt32;
+  image @3 :Data;                # a serialized ProcessImage (pm/image.capnp)
+  eager @4 :List(EagerRun);
+  objectId @5 :UInt64;           # the exported memory's capability (xmm/xmm.capnp)
+  token @6 :Data;
+  pager @7 :Text;
+  ranges @8 :List(Range);        # what the pager serves
+  from @9 :Text;
+  prefetch @10 :Bool = true;
+}
+
+struct Range {
+  start @0 :UInt64;
+  end @1 :UInt64;
+}
+
+struct OfferReply {
+  pid @0 :UInt32;
+  installMs @1 :Float64;
+  commitMs @2 :Float64;
+}

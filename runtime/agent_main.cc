@@ -1,8 +1,9 @@
-// ferry-agent: the process management agent of a node. For now it serves the CLI's requests
-// that concern the cluster (`ferry nodes`, by asking the master) and pings; launching,
-// freezing and migrating processes arrive with the migration issues.
+// ferry-agent: the process management agent of a node (pm/agent.h): launches jobs, routes
+// operations on them by global pid, runs both ends of a migration; and relays what only the
+// master knows (`ferry nodes`).
 #include <memory>
 
+#include "pm/agent.h"
 #include "pm/pm.capnp.h"
 #include "runtime/daemon.h"
 
@@ -31,8 +32,13 @@ void relay_to_master(Port& port) {
 int main(int argc, char** argv) {
   return ferry::runtime::daemon_main(
       "agent", argc, argv,
-      [](Port& port, const ferry::runtime::DaemonConfig&) -> ferry::Result<std::shared_ptr<void>> {
+      [](Port& port, const ferry::runtime::DaemonConfig& cfg) -> ferry::Result<std::shared_ptr<void>> {
         relay_to_master(port);
-        return std::shared_ptr<void>();
-      });
+        ferry::pm::AgentOptions o;
+        o.node = cfg.node;
+        o.state_dir = cfg.state_dir;
+        o.timeout = std::chrono::milliseconds(cfg.timeout_ms);
+        return std::shared_ptr<void>(std::make_shared<ferry::pm::Agent>(port, o));
+      },
+      2 * 1024 * 1024 - 4096);
 }

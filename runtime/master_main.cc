@@ -1,9 +1,10 @@
-// ferry-master: the name service for ports and node membership (and, with the migration
-// issue, global pids, the process table and the commit point of every migration).
+// ferry-master: the name service for ports, node membership, and the process table (global
+// pids, where each job is, the commit point of every migration).
 #include <memory>
 
 #include "dipc/name_service.h"
 #include "pm/membership.h"
+#include "pm/process_table.h"
 #include "runtime/daemon.h"
 
 namespace {
@@ -11,11 +12,13 @@ namespace {
 struct MasterServices {
   ferry::dipc::NameService names;
   ferry::pm::Membership membership;
+  ferry::pm::ProcessTable processes;
   MasterServices(ferry::dipc::Port& port, const ferry::runtime::DaemonConfig& cfg)
       : names(port, std::chrono::milliseconds(cfg.heartbeat_ms)),
         membership(port, names,
                    ferry::pm::MembershipPolicy{std::chrono::milliseconds(cfg.suspect_ms),
-                                               std::chrono::milliseconds(cfg.dead_ms)}) {}
+                                               std::chrono::milliseconds(cfg.dead_ms)}),
+        processes(port) {}
 };
 
 }  // namespace

@@ -48,25 +48,30 @@ Exporter::Exporter(std::string pager_name) : pager_(std::move(pager_name)) {}
 
 Exporter::~Exporter() {
   for (auto& [id, o] : objects_)
-    if (o->shell) o->shell->kill();
+    if (o->shell && !o->done) o->shell->kill();
 }
 
-Result<ExportedObject> Exporter::export_process(pid_t pid, const std::vector<Range>& ranges, const std::string& label) {
+Result<ExportedObject> Exporter::export_process(pid_t pid, const std::vector<Range>& ranges, const std::string& label,
+                                                bool adopt) {
   if (ranges.empty()) return make_error(ErrorCode::kInvalid, "export of pid " + std::to_string(pid) + ": no ranges");
   for (const auto& r : ranges)
     if (r.start >= r.end || r.start % kPage || r.end % kPage)
       return make_error(ErrorCode::kInvalid, "export of pid " + std::to_string(pid) + ": range is not page-aligned");
-  auto shell = pm::Tracee::seize(pid, /*kill_with_tracer=*/true);
-  if (!shell) return shell.error();
+  std::unique_ptr<pm::Tracee> shell;
+  if (adopt) {
+    auto seized = pm::Tracee::seize(pid, /*kill_with_tracer=*/true);
+    if (!seized) return seized.error();
+    shell = std::move(seized).value();
+  }
   auto o = std::make_unique<Object>();
   o->id = next_id_++;
   RAND_bytes(reinterpret_cast<unsigned char*>(o->token.data()), int(o->token.size()));
   o->label = label;
   o->pid = pid;
-  o->shell = std::move(shell).value();
+  o->shell = std::move(shell);
   o->ranges = ranges;
   auto fail = [&](const std::string& what, int err) -> Result<ExportedObject> {
-    o->shell->kill();
+    if (o->shell) o->shell->kill();
     return make_error(ErrorCode::kUnavailable, errno_message("export of pid " + std::to_string(pid) + ": " + what, err));
   };
   o->mem.reset(::open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY | O_CLOEXEC));
@@ -95,12 +100,23 @@ Result<ExportedObject> Exporter::export_process(pid_t pid, const std::vector<Ran
     }
   }
   ExportedObject out{o->id, o->token, o->present_pages, o->total_pages};
-  spdlog::info("{}: {} exported as object {} ({} pages, {} with data; shell pid {})", pager_, label, o->id,
-               o->total_pages, o->present_pages, pid);
+  spdlog::info("{}: {} exported as object {} ({} pages, {} with data; {} pid {})", pager_, label, o->id, o->total_pages,
+               o->present_pages, adopt ? "shell" : "frozen process", pid);
   Object& ref = *o;
   objects_[o->id] = std::move(o);
-  if (ref.present_pages == 0) finish(ref, "it has no page with data");
+  if (ref.present_pages == 0 && ref.shell) finish(ref, "it has no page with data");
   return out;
+}
+
+Status Exporter::adopt(uint64_t id, std::span<const std::byte> token) {
+  auto o = find(id, token);
+  if (!o) return o.error();
+  if (o.value()->shell) return Status::Ok();
+  auto seized = pm::Tracee::seize(o.value()->pid, /*kill_with_tracer=*/true);
+  if (!seized) return seized.error();
+  o.value()->shell = std::move(seized).value();
+  spdlog::info("{}: {} (object {}): shell pid {} adopted", pager_, o.value()->label, id, o.value()->pid);
+  return Status::Ok();
 }
 
 Result<Exporter::Object*> Exporter::find(uint64_t id, std::span<const std::byte> token) {
@@ -194,7 +210,12 @@ Status Exporter::fetch(uint64_t id, std::span<const std::byte> token, uint64_t a
 Status Exporter::release(uint64_t id, std::span<const std::byte> token, const std::string& reason) {
   auto o = find(id, token);
   if (!o) return o.error();
-  finish(*o.value(), "released: " + reason);
+  if (!o.value()->shell) {  // never adopted: the process belongs to its agent, untouched
+    spdlog::info("{}: object {} ({}) released before adoption: {}", pager_, id, o.value()->label, reason);
+    o.value()->done = true;
+  } else {
+    finish(*o.value(), "released: " + reason);
+  }
   objects_.erase(id);
   return Status::Ok();
 }
@@ -210,6 +231,10 @@ void Exporter::finish(Object& o, const std::string& why) {
 void Exporter::free_sent_pages() {
   for (auto it = objects_.begin(); it != objects_.end();) {
     Object& o = *it->second;
+    if (!o.shell) {  // not adopted yet: its agent holds it
+      ++it;
+      continue;
+    }
     if (!o.done && o.shell->poll_exit()) {
       spdlog::warn("{}: the shell of {} (pid {}) died: object {} lost with {} pages with data never sent", pager_, o.label,
                    o.pid, o.id, o.present_pages - o.sent_pages);

@@ -47,7 +47,10 @@ class Exporter {
   struct Range {
     uint64_t start, end;
   };
-  Result<ExportedObject> export_process(pid_t pid, const std::vector<Range>& ranges, const std::string& label);
+  // With `adopt` false the caller keeps the process (see ExportMemory): adopt() takes it later.
+  Result<ExportedObject> export_process(pid_t pid, const std::vector<Range>& ranges, const std::string& label,
+                                        bool adopt = true);
+  Status adopt(uint64_t id, std::span<const std::byte> token);
 
   // The object's ranges and which pages carry data.
   Status describe(uint64_t id, std::span<const std::byte> token, wire::ObjectMap::Builder out);

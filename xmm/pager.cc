@@ -57,7 +57,7 @@ void Pager::serve() {
     auto r = req.body<wire::ExportMemory>();
     std::vector<Exporter::Range> ranges;
     for (auto x : r.getRanges()) ranges.push_back({x.getStart(), x.getEnd()});
-    auto made = exporter_.export_process(pid_t(r.getPid()), ranges, r.getLabel());
+    auto made = exporter_.export_process(pid_t(r.getPid()), ranges, r.getLabel(), r.getAdopt());
     if (!made) return req.fail(made.error());
     req.reply<wire::ExportReply>([&](wire::ExportReply::Builder b) {
       auto cap = b.initCapability();
@@ -67,6 +67,13 @@ void Pager::serve() {
       b.setPresentPages(made.value().present_pages);
       b.setTotalPages(made.value().total_pages);
     });
+  });
+
+  port_.serve<wire::AdoptShell>([this](dipc::Request& req) {
+    if (!local_root(req)) return;
+    auto r = req.body<wire::AdoptShell>();
+    if (Status s = exporter_.adopt(r.getObjectId(), bytes(r.getToken())); !s) return req.fail(s.error());
+    req.reply<dipc::wire::Empty>([](dipc::wire::Empty::Builder) {});
   });
 
   port_.serve<wire::ImportMemory>([this](dipc::Request& req) {

@@ -20,10 +20,20 @@ struct Capability {
 
 # Export the memory of a frozen process that the caller has handed over (left stopped, not
 # traced): the pager takes it under ptrace, and from then on it is only a memory shell.
+# With adopt = false the caller (the source agent) still holds the frozen process: pages are
+# served from it, but it is neither freed nor killed until AdoptShell (after the migration
+# committed); ReleaseObject before that just forgets the object (the migration was aborted
+# and the process resumes where it was).
 struct ExportMemory {
   pid @0 :UInt32;
   ranges @1 :List(Range);        # what to export (the anonymous VMAs of its image)
   label @2 :Text;                # for logs: "gpid 7 migration m3"
+  adopt @3 :Bool = true;
+}
+
+struct AdoptShell {
+  objectId @0 :UInt64;
+  token @1 :Data;
 }
 
 struct ExportReply {

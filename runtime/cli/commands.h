@@ -2,7 +2,10 @@
 // printing what a person needs and errors that name the problem. Internal to runtime/cli/.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "runtime/cluster/local_cluster.h"
 
@@ -20,6 +23,22 @@ int nodes(const Context& ctx);
 int ping(const Context& ctx, const std::string& target, int count, int size);
 int checkpoint(int pid, const std::string& dir, bool leave_running);
 int restore(const std::string& dir);
-int stat(const Context& ctx);
+// Imports of every node, or --node's; with `gpid`, those of that job's migrations on every node.
+int stat(const Context& ctx, std::optional<uint64_t> gpid);
+
+// Jobs (global pids): every request goes to the local agent, which routes it to the job's node.
+int run(const Context& ctx, const std::vector<std::string>& argv, const std::string& node, bool detach);
+int ps(const Context& ctx);
+int kill_job(const Context& ctx, uint64_t gpid, const std::string& signal);
+int wait_job(const Context& ctx, uint64_t gpid);
+int migrate(const Context& ctx, uint64_t gpid, const std::string& to, bool wait);
+
+// Whether a failed request is worth repeating: a timeout, or the daemon briefly unreachable.
+inline bool transient(const Error& e) {
+  return e.code == ErrorCode::kTimeout || e.code == ErrorCode::kUnreachable || e.code == ErrorCode::kUnavailable;
+}
+
+// The CLI's exit status for a job's exit status: itself if 0..255, else 255.
+inline int exit_code(int32_t status) { return status >= 0 && status <= 255 ? status : 255; }
 
 }  // namespace ferry::cli

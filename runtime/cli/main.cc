@@ -1,9 +1,49 @@
-// ferry: the command line of a Ferry cluster.
+// ferry: the command line of a Ferry cluster. `cluster up/down` starts and stops a local
+// cluster; `nodes`, `ping` and `stat` look at its nodes, ports and pagers; `run`, `ps`, `kill`,
+// `wait` and `migrate` start jobs (processes with a cluster-wide gpid), list them, signal them,
+// wait for them and move them between nodes; `checkpoint`/`restore` work on a local pid.
+// Every request goes to the local node's agent (--node, $FERRY_NODE, or the cluster's first).
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
+#include <optional>
+#include <regex>
+#include <string>
+#include <vector>
+
 #include "runtime/cli/commands.h"
 #include "runtime/log.h"
+
+namespace {
+
+// What CLI11 cannot parse, rewritten before it sees it:
+//   ferry kill -9 7          -> ferry kill --signal 9 7   (also -KILL, -SIGKILL)
+//   ferry run [opts] ls -l   -> ferry run [opts] -- ls -l  (the command's options are its own)
+void rewrite_args(std::vector<std::string>& args) {
+  static const std::regex signal("^-([0-9]+|[A-Z]+)$");
+  size_t i = 1;
+  for (; i < args.size(); ++i) {
+    if (args[i] == "--cluster" || args[i] == "--node") ++i;  // skip the global options' values
+    else if (args[i].rfind("-", 0) != 0) break;            // the subcommand
+  }
+  if (i + 1 >= args.size()) return;
+  if (args[i] == "kill" && std::regex_match(args[i + 1], signal)) {
+    std::string value = args[i + 1].substr(1);
+    args[i + 1] = "--signal";
+    args.insert(args.begin() + long(i) + 2, value);
+  } else if (args[i] == "run") {
+    for (size_t j = i + 1; j < args.size(); ++j) {
+      if (args[j] == "--") return;
+      if (args[j] == "--node") ++j;
+      else if (args[j].rfind("-", 0) != 0) {
+        args.insert(args.begin() + long(j), "--");
+        return;
+      }
+    }
+  }
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"ferry: move running processes between machines"};
@@ -47,10 +87,46 @@ int main(int argc, char** argv) {
   auto* rs = app.add_subcommand("restore", "bring a checkpointed process back; prints its pid");
   rs->add_option("--dir", dir, "checkpoint directory")->required();
 
-  auto* st = app.add_subcommand("stat", "page-fault traffic of the pagers (every node, or --node's)");
+  std::optional<uint64_t> stat_gpid;
+  auto* st = app.add_subcommand("stat", "page-fault traffic of the pagers (every node, or --node's; with GPID, "
+                                        "that job's migrations on every node)");
+  st->add_option("gpid", stat_gpid, "only the imports and exports of this job's migrations");
   st->add_flag("--json", json, "machine-readable output, with a time series per import");
 
-  CLI11_PARSE(app, argc, argv);
+  std::vector<std::string> command;
+  std::string run_node;
+  bool detach = false;
+  auto* run = app.add_subcommand("run", "start a job (ferry run [--node N] [-d] [--] CMD ARGS...); streams its output and "
+                                        "exits with its status");
+  run->add_option("--node", run_node, "the node to run it on (default: the local agent's)");
+  run->add_flag("-d,--detach", detach, "print the job's gpid and return at once");
+  run->add_option("command", command, "the command and its arguments, run in this directory with this environment")->required();
+
+  auto* ps = app.add_subcommand("ps", "list the cluster's jobs: gpid, user, node, state, RSS in MiB, command, migrations");
+  ps->add_flag("--json", json, "machine-readable output");
+
+  uint64_t gpid = 0;
+  std::string signal = "TERM";
+  auto* kill = app.add_subcommand("kill", "send a signal to a job: ferry kill [-SIG] GPID (-9, -KILL, -SIGKILL; "
+                                          "default TERM)");
+  kill->add_option("-s,--signal", signal, "signal number or name (with or without SIG)");
+  kill->add_option("gpid", gpid, "the job's gpid")->required();
+
+  auto* wait = app.add_subcommand("wait", "wait for a job to end; prints and exits with its exit status (1 if lost)");
+  wait->add_option("gpid", gpid, "the job's gpid")->required();
+
+  std::string to;
+  bool wait_pages = false;
+  auto* mg = app.add_subcommand("migrate", "move a running job to another node");
+  mg->add_option("gpid", gpid, "the job's gpid")->required();
+  mg->add_option("--to", to, "destination node")->required();
+  mg->add_flag("--wait", wait_pages, "then follow its memory until the last page arrived");
+
+  std::vector<std::string> args(argv, argv + argc);
+  rewrite_args(args);
+  std::vector<char*> args_c;
+  for (auto& a : args) args_c.push_back(a.data());
+  CLI11_PARSE(app, int(args_c.size()), args_c.data());
   ferry::runtime::setup_logging("ferry", "warn");
   if (node.empty())
     if (const char* n = getenv("FERRY_NODE")) node = n;
@@ -62,6 +138,11 @@ int main(int argc, char** argv) {
   if (ping->parsed()) return ferry::cli::ping(ctx, target, count, size);
   if (cp->parsed()) return ferry::cli::checkpoint(pid, dir, leave_running);
   if (rs->parsed()) return ferry::cli::restore(dir);
-  if (st->parsed()) return ferry::cli::stat(ctx);
+  if (st->parsed()) return ferry::cli::stat(ctx, stat_gpid);
+  if (run->parsed()) return ferry::cli::run(ctx, command, run_node, detach);
+  if (ps->parsed()) return ferry::cli::ps(ctx);
+  if (kill->parsed()) return ferry::cli::kill_job(ctx, gpid, signal);
+  if (wait->parsed()) return ferry::cli::wait_job(ctx, gpid);
+  if (mg->parsed()) return ferry::cli::migrate(ctx, gpid, to, wait_pages);
   return 2;
 }

@@ -1,12 +1,14 @@
 // `ferry stat`: the page-fault traffic of the pagers: per import (a process whose memory is
 // arriving on that node) faults, pages on demand and prefetched, zero pages, bytes, duplicate
 // transfers, fault service latency and time to the last page; per export what was sent and
-// freed. --json adds the time series (100 ms windows) for plotting.
+// freed. --json adds the time series (100 ms windows) for plotting. `ferry stat GPID` shows only
+// that job's migrations (imports and exports labelled "gpid GPID ..."), on every node.
 #include <fmt/format.h>
 
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 #include "dipc/local_client.h"
 #include "runtime/cli/commands.h"
@@ -34,9 +36,11 @@ nlohmann::json import_json(xmm::wire::ImportStat::Reader s) {
 
 }  // namespace
 
-int stat(const Context& ctx) {
+int stat(const Context& ctx, std::optional<uint64_t> gpid) {
+  const std::string prefix = gpid ? fmt::format("gpid {} ", *gpid) : "";
+  auto wanted = [&](capnp::Text::Reader label) { return std::string_view(label.cStr()).starts_with(prefix); };
   std::vector<std::string> nodes;
-  if (!ctx.node.empty()) {
+  if (!ctx.node.empty() && !gpid) {
     nodes.push_back(ctx.node);
   } else {
     std::error_code ec;
@@ -65,12 +69,14 @@ int stat(const Context& ctx) {
     }
     auto reply = r.value().get();
     nlohmann::json imports = nlohmann::json::array(), exports = nlohmann::json::array();
-    for (auto s : reply.getImports()) imports.push_back(import_json(s));
+    for (auto s : reply.getImports())
+      if (wanted(s.getLabel())) imports.push_back(import_json(s));
     for (auto s : reply.getExports())
-      exports.push_back({{"object", s.getObjectId()}, {"label", s.getLabel().cStr()}, {"pid", s.getPid()},
-                         {"present_pages", s.getPresentPages()}, {"sent_pages", s.getDeliveredPages()},
-                         {"freed_pages", s.getFreedPages()}, {"bytes_sent", s.getBytesSent()},
-                         {"state", s.getState().cStr()}});
+      if (wanted(s.getLabel()))
+        exports.push_back({{"object", s.getObjectId()}, {"label", s.getLabel().cStr()}, {"pid", s.getPid()},
+                           {"present_pages", s.getPresentPages()}, {"sent_pages", s.getDeliveredPages()},
+                           {"freed_pages", s.getFreedPages()}, {"bytes_sent", s.getBytesSent()},
+                           {"state", s.getState().cStr()}});
     out.push_back({{"node", node}, {"imports", imports}, {"exports", exports}});
   }
   if (ctx.json) {

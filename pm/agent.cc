@@ -1,0 +1,347 @@
+// The agent's jobs: launching, routing operations by gpid, output, reaping.
+#include "pm/agent.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+
+#include "dipc/local_client.h"
+#include "pm/pm.capnp.h"
+#include "xmm/xmm.capnp.h"
+
+namespace ferry::pm {
+namespace {
+
+constexpr size_t kMaxOutputChunk = 64 * 1024;
+
+// Starts argv as `uid` in `cwd` with `env`, stdout and stderr appended to `output`, stdin
+// /dev/null, in a session of its own. errno of a failed exec comes back through a pipe.
+Result<pid_t> launch(const std::vector<std::string>& argv, const std::string& cwd, const std::vector<std::string>& env,
+                     uint32_t uid, const std::string& output) {
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) != 0) return make_error(ErrorCode::kUnavailable, errno_message("pipe", errno));
+  int out = ::open(output.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (out < 0) return make_error(ErrorCode::kUnavailable, errno_message("create " + output, errno));
+  if (uid != 0 && ::fchown(out, uid, uid) != 0) {
+    ::close(out);
+    return make_error(ErrorCode::kUnavailable, errno_message("chown " + output, errno));
+  }
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    auto fail = [&](int e) {
+      [[maybe_unused]] ssize_t n = ::write(report[1], &e, sizeof e);
+      _exit(127);
+    };
+    ::setsid();
+    int devnull = ::open("/dev/null", O_RDONLY);
+    ::dup2(devnull, 0);
+    ::dup2(out, 1);
+    ::dup2(out, 2);
+    ::close_range(3, ~0u, CLOSE_RANGE_CLOEXEC);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (int s = 1; s < NSIG; ++s) ::signal(s, SIG_DFL);
+    if (uid != 0) {
+      struct passwd* pw = ::getpwuid(uid);
+      gid_t gid = pw ? pw->pw_gid : uid;
+      if (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0 || ::setresuid(uid, uid, uid) != 0) fail(errno);
+    }
+    if (::chdir(cwd.c_str()) != 0) fail(errno);
+    std::vector<char*> a, e;
+    for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+    a.push_back(nullptr);
+    for (const auto& s : env) e.push_back(const_cast<char*>(s.c_str()));
+    e.push_back(nullptr);
+    ::execvpe(a[0], a.data(), e.data());
+    fail(errno);
+  }
+  ::close(report[1]);
+  ::close(out);
+  if (pid < 0) {
+    ::close(report[0]);
+    return make_error(ErrorCode::kUnavailable, errno_message("fork", errno));
+  }
+  int child_err = 0;
+  ssize_t n = ::read(report[0], &child_err, sizeof child_err);
+  ::close(report[0]);
+  if (n == sizeof child_err) {
+    ::waitpid(pid, nullptr, 0);
+    return make_error(ErrorCode::kInvalid, "cannot run " + argv[0] + ": " + std::strerror(child_err));
+  }
+  return pid;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : " ") + x;
+  return s;
+}
+
+}  // namespace
+
+Agent::Agent(dipc::Port& port, AgentOptions options) : port_(port), options_(std::move(options)) {
+  std::error_code ec;
+  std::filesystem::create_directories(options_.state_dir / "jobs", ec);
+  serve();
+  reaper_ = port_.loop().every(std::chrono::milliseconds(20), [this] { reap(); });
+}
+
+Agent::~Agent() { port_.loop().cancel(reaper_); }
+
+void Agent::serve() {
+  port_.serve<wire::RunJob>([this](dipc::Request& req) { run(req); });
+  port_.serve<wire::SignalProcess>([this](dipc::Request& req) { signal(req); });
+  port_.serve<wire::ReadOutput>([this](dipc::Request& req) { read_output(req); });
+  port_.serve<wire::MigrateProcess>([this](dipc::Request& req) { migrate(req); });
+  port_.serve<wire::Offer>([this](dipc::Request& req) { offer(req); });
+  port_.serve<wire::ListProcesses>([this](dipc::Request& req) { list(req); });
+  port_.serve<wire::LookupProcess>([this](dipc::Request& req) {
+    auto held = std::make_shared<dipc::Request>(std::move(req));
+    uint64_t gpid = held->body<wire::LookupProcess>().getGpid();
+    port_.call<wire::LookupProcess, wire::ProcessInfo>(
+        "master", [&](wire::LookupProcess::Builder b) { b.setGpid(gpid); },
+        [held](Result<dipc::Message<wire::ProcessInfo>> r) {
+          if (!r) return held->fail(r.error());
+          held->relay(r.value().inbound());
+        });
+  });
+}
+
+void Agent::run(dipc::Request& req) {
+  auto r = req.body<wire::RunJob>();
+  std::string node = r.getNode();
+  auto held = std::make_shared<dipc::Request>(std::move(req));
+  if (!node.empty() && node != options_.node) {
+    if (!held->caller().local) return held->fail(ErrorCode::kInvalid, "RunJob for " + node + " reached " + options_.node);
+    // Relay to that node's agent, on behalf of the caller.
+    auto body = held->body<wire::RunJob>();
+    port_.call<wire::RunJob, wire::RunReply>(
+        "agent@" + node,
+        [&](wire::RunJob::Builder b) {
+          b.setArgv(body.getArgv());
+          b.setCwd(body.getCwd());
+          b.setEnv(body.getEnv());
+          b.setNode(node);
+        },
+        [held, node](Result<dipc::Message<wire::RunReply>> rep) {
+          if (!rep) return held->fail(rep.error().code, "node " + node + ": " + rep.error().message);
+          held->relay(rep.value().inbound());
+        },
+        dipc::CallOptions{std::chrono::milliseconds(0), held->caller().uid});
+    return;
+  }
+  if (!held->caller().local && held->from().rfind("agent@", 0) != 0)
+    return held->fail(ErrorCode::kUnauthorized, "jobs are launched through an agent");
+  std::vector<std::string> argv, env;
+  for (auto a : r.getArgv()) argv.push_back(a);
+  for (auto e : r.getEnv()) env.push_back(e);
+  if (argv.empty()) return held->fail(ErrorCode::kInvalid, "run: no command");
+  uint32_t uid = held->caller().uid;
+  static uint64_t seq = 0;
+  std::string output = (options_.state_dir / "jobs" / ("job-" + std::to_string(::getpid()) + "-" + std::to_string(++seq) + ".out")).string();
+  auto pid = launch(argv, r.getCwd(), env, uid, output);
+  if (!pid) return held->fail(pid.error());
+  std::string command = join(argv);
+  port_.call<wire::RegisterProcess, wire::RegisterReply>(
+      "master",
+      [&](wire::RegisterProcess::Builder b) {
+        b.setNode(options_.node);
+        b.setPid(uint32_t(pid.value()));
+        b.setUid(uid);
+        b.setCommand(command);
+        b.setOutput(output);
+      },
+      [this, held, p = pid.value(), uid, output](Result<dipc::Message<wire::RegisterReply>> rep) {
+        if (!rep) {
+          ::kill(p, SIGKILL);
+          return held->fail(rep.error().code, "the master did not give a gpid: " + rep.error().message);
+        }
+        uint64_t gpid = rep.value().get().getGpid();
+        Job& job = jobs_[gpid];
+        job.gpid = gpid;
+        job.pid = p;
+        job.uid = uid;
+        job.label = "gpid " + std::to_string(gpid);
+        spdlog::info("{}: gpid {} started as pid {} for uid {}", port_.name(), gpid, p, uid);
+        held->reply<wire::RunReply>([&](wire::RunReply::Builder b) {
+          b.setGpid(gpid);
+          b.setNode(options_.node);
+          b.setPid(uint32_t(p));
+          b.setOutput(output);
+        });
+      });
+}
+
+void Agent::with_process(dipc::Request& req, uint64_t gpid,
+                         std::function<void(std::shared_ptr<dipc::Request>, const std::string&, uint32_t)> then) {
+  auto held = std::make_shared<dipc::Request>(std::move(req));
+  port_.call<wire::LookupProcess, wire::ProcessInfo>(
+      "master", [&](wire::LookupProcess::Builder b) { b.setGpid(gpid); },
+      [held, gpid, then = std::move(then)](Result<dipc::Message<wire::ProcessInfo>> r) {
+        if (!r) return held->fail(r.error());
+        auto info = r.value().get();
+        if (!held->caller().is_root() && info.getUid() != held->caller().uid)
+          return held->fail(ErrorCode::kUnauthorized, "gpid " + std::to_string(gpid) + " belongs to uid " +
+                                                          std::to_string(info.getUid()) + ", not to uid " +
+                                                          std::to_string(held->caller().uid));
+        if (info.getState() == wire::ProcessState::EXITED || info.getState() == wire::ProcessState::LOST)
+          return held->fail(ErrorCode::kNotFound, "gpid " + std::to_string(gpid) + " has ended");
+        then(held, info.getNode(), info.getPid());
+      });
+}
+
+void Agent::deliver(Job& job, int sig) {
+  if (job.migrating) {
+    job.queued.push_back(sig);
+    spdlog::info("{}: gpid {}: signal {} queued during its migration", port_.name(), job.gpid, sig);
+    return;
+  }
+  ::kill(job.pid, sig);
+  spdlog::info("{}: gpid {}: signal {} delivered to pid {}", port_.name(), job.gpid, sig, job.pid);
+}
+
+void Agent::signal(dipc::Request& req) {
+  auto r = req.body<wire::SignalProcess>();
+  uint64_t gpid = r.getGpid();
+  int sig = r.getSignal();
+  if (sig <= 0 || sig >= NSIG) return req.fail(ErrorCode::kInvalid, "no signal " + std::to_string(sig));
+  // From another agent: it already checked the caller's rights; deliver if the job is here.
+  if (!req.caller().local && req.from().rfind("agent@", 0) == 0) {
+    if (auto it = jobs_.find(gpid); it != jobs_.end()) {
+      deliver(it->second, sig);
+      return req.reply<dipc::wire::Empty>([](auto) {});
+    }
+  }
+  with_process(req, gpid, [this, gpid, sig](std::shared_ptr<dipc::Request> held, const std::string& node, uint32_t) {
+    if (auto it = jobs_.find(gpid); it != jobs_.end()) {
+      deliver(it->second, sig);
+      return held->reply<dipc::wire::Empty>([](auto) {});
+    }
+    if (node == options_.node) return held->fail(ErrorCode::kNotFound, "gpid " + std::to_string(gpid) + " is not on " + node);
+    port_.call<wire::SignalProcess, dipc::wire::Empty>(
+        "agent@" + node,
+        [&](wire::SignalProcess::Builder b) {
+          b.setGpid(gpid);
+          b.setSignal(sig);
+        },
+        [held](Result<dipc::Message<dipc::wire::Empty>> r) {
+          if (!r) return held->fail(r.error());
+          held->reply<dipc::wire::Empty>([](auto) {});
+        },
+        dipc::CallOptions{std::chrono::milliseconds(0), held->caller().uid});
+  });
+}
+
+void Agent::read_output(dipc::Request& req) {
+  auto r = req.body<wire::ReadOutput>();
+  uint64_t gpid = r.getGpid(), offset = r.getOffset();
+  auto held = std::make_shared<dipc::Request>(std::move(req));
+  port_.call<wire::LookupProcess, wire::ProcessInfo>(
+      "master", [&](wire::LookupProcess::Builder b) { b.setGpid(gpid); },
+      [held, offset](Result<dipc::Message<wire::ProcessInfo>> rep) {
+        if (!rep) return held->fail(rep.error());
+        auto info = rep.value().get();
+        if (!held->caller().is_root() && info.getUid() != held->caller().uid)
+          return held->fail(ErrorCode::kUnauthorized, "gpid " + std::to_string(info.getGpid()) + " is not yours");
+        std::string path = info.getOutput();
+        std::vector<char> buf(kMaxOutputChunk);
+        ssize_t n = 0;
+        if (int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+          n = ::pread(fd, buf.data(), buf.size(), off_t(offset));
+          ::close(fd);
+        }
+        if (n < 0) n = 0;
+        held->reply<wire::OutputChunk>([&](wire::OutputChunk::Builder b) {
+          b.setData(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(buf.data()), size_t(n)));
+          b.setInfo(info);
+        });
+      });
+}
+
+void Agent::list(dipc::Request& req) {
+  auto held = std::make_shared<dipc::Request>(std::move(req));
+  port_.call<wire::ListProcesses, wire::ProcessList>(
+      "master", [](auto) {},
+      [this, held](Result<dipc::Message<wire::ProcessList>> r) {
+        if (!r) return held->fail(r.error());
+        auto list = r.value().get().getProcesses();
+        held->reply<wire::ProcessList>([&](wire::ProcessList::Builder b) {
+          auto out = b.initProcesses(list.size());
+          for (uint32_t i = 0; i < list.size(); ++i) {
+            out.setWithCaveats(i, list[i]);
+            // What this node can see: the resident memory of its own jobs.
+            if (auto it = jobs_.find(list[i].getGpid()); it != jobs_.end()) {
+              std::ifstream st("/proc/" + std::to_string(it->second.pid) + "/status");
+              for (std::string line; std::getline(st, line);)
+                if (line.rfind("VmRSS:", 0) == 0) out[i].setRssKib(std::stoull(line.substr(6)));
+            }
+          }
+        });
+      });
+}
+
+void Agent::reap() {
+  for (auto it = jobs_.begin(); it != jobs_.end();) {
+    Job& job = it->second;
+    int status = 0;
+    if (job.migrating || ::waitpid(job.pid, &status, WNOHANG) != job.pid) {
+      ++it;
+      continue;
+    }
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    std::string reason;
+    bool lost = false;
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && !job.import_label.empty()) {
+      // Killed by the pager because its memory's source was lost? The pager says why.
+      reason = import_failure(job.import_label);
+      lost = !reason.empty();
+    }
+    spdlog::info("{}: gpid {} (pid {}) {}", port_.name(), job.gpid, job.pid,
+                 lost ? "lost: " + reason : "exited with status " + std::to_string(code));
+    report_end(job.gpid, code, lost, reason);
+    it = jobs_.erase(it);
+  }
+  for (auto it = shells_.begin(); it != shells_.end();)
+    it = ::waitpid(*it, nullptr, WNOHANG | __WALL) == *it ? shells_.erase(it) : std::next(it);
+}
+
+std::string Agent::import_state(const std::string& label) {
+  auto c = dipc::LocalClient::connect(pager_socket());
+  if (!c) return "";
+  auto r = c.value()->call<xmm::wire::PagerStat, xmm::wire::PagerStatReply>([](auto) {});
+  if (!r) return "";
+  for (auto i : r.value().get().getImports())
+    if (std::string(i.getLabel()) == label) return i.getState();
+  return "";
+}
+
+std::string Agent::import_failure(const std::string& label) {
+  std::string state = import_state(label);
+  return state.rfind("failed: ", 0) == 0 ? state.substr(8) : "";
+}
+
+void Agent::report_end(uint64_t gpid, int status, bool lost, const std::string& reason) {
+  port_.call<wire::ProcessEnded, dipc::wire::Empty>(
+      "master",
+      [&](wire::ProcessEnded::Builder b) {
+        b.setGpid(gpid);
+        b.setNode(options_.node);
+        b.setExitStatus(status);
+        b.setLost(lost);
+        b.setReason(reason);
+      },
+      [this, gpid](Result<dipc::Message<dipc::wire::Empty>> r) {
+        if (!r) spdlog::warn("{}: gpid {}: the master did not take its end: {}", port_.name(), gpid, r.error().message);
+      });
+}
+
+}  // namespace ferry::pm

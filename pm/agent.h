@@ -1,0 +1,94 @@
+// Agent: the process management agent of a node (PMA). It launches jobs, keeps the node's
+// table of the jobs it holds, routes operations on jobs by global pid (vproc) to the agent
+// that holds them, and runs both ends of a migration.
+//
+// Contract:
+// - Jobs run as the calling user, in its directory, with its environment; stdout and stderr go
+//   to a log in the node's state directory (`output` in the process table), which a restored
+//   job reopens at the same offset: its output continues in the same file on any node (a
+//   local cluster shares one file system; a real one needs the state directory shared).
+// - A user may act only on their own jobs; root on all.
+// - Migration (source side): freeze, capture, export the memory to the local pager (not yet
+//   adopted), offer to the destination agent. The destination installs (lazy restore, pager
+//   import), commits at the master, resumes, answers. Then the source hands the frozen process
+//   over to its pager as a memory shell and forwards the operations it queued meanwhile. On a
+//   refusal or an error before the commit the job resumes where it was and the queued
+//   operations are delivered here. When the source cannot tell whether the destination
+//   committed (timeout), it asks the master to cancel the migration: the master's answer
+//   (committed or cancelled) decides.
+// - Signals to a migrating job are queued at the source, in order, and delivered exactly once.
+// - Loop thread only.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "dipc/port.h"
+#include "dipc/unique_fd.h"
+
+namespace ferry::pm {
+
+struct AgentOptions {
+  std::string node;
+  std::filesystem::path state_dir;  // this node's: jobs/ and pager.sock are here
+  std::chrono::milliseconds timeout{2000};
+};
+
+class Agent {
+ public:
+  Agent(dipc::Port& port, AgentOptions options);
+  ~Agent();
+
+ private:
+  struct Job {
+    uint64_t gpid = 0;
+    pid_t pid = 0;
+    uint32_t uid = 0;
+    std::string label;
+    bool migrating = false;  // frozen, between step 1 and the commit or abort
+    bool moving = false;     // a migration was asked for (it may wait for pages first)
+    std::deque<int> queued;  // signals that arrived while migrating
+    UniqueFd uffd;           // a lazily restored job's userfaultfd (a copy: the pager has one)
+    std::string import_label;  // the pager import that serves its memory, if any
+  };
+  struct Migration;
+
+  void serve();
+  void run(dipc::Request& req);
+  void signal(dipc::Request& req);
+  void read_output(dipc::Request& req);
+  void migrate(dipc::Request& req);
+  void offer(dipc::Request& req);
+  void list(dipc::Request& req);
+  // Asks the master about `gpid`, checks the caller may act on it, then calls `then`.
+  void with_process(dipc::Request& req, uint64_t gpid,
+                    std::function<void(std::shared_ptr<dipc::Request>, const std::string& node, uint32_t pid)> then);
+  void deliver(Job& job, int sig);
+  void start_migration(std::shared_ptr<dipc::Request> req, Job& job, const std::string& to);
+  // A job whose pages are still arriving from its previous hop migrates once they all have.
+  void when_pages_arrived(uint64_t gpid, std::chrono::steady_clock::time_point deadline, std::function<void(Status)> then);
+  // The local pager's state of an import ("" if unknown).
+  std::string import_state(const std::string& label);
+  void end_migration(std::shared_ptr<Migration> m, Status outcome);
+  void reap();
+  void report_end(uint64_t gpid, int status, bool lost, const std::string& reason);
+  // The local pager: its failure reason for an import ("" if it did not fail), and a request.
+  std::string import_failure(const std::string& label);
+  std::filesystem::path pager_socket() const { return options_.state_dir / "pager.sock"; }
+
+  dipc::Port& port_;
+  AgentOptions options_;
+  std::map<uint64_t, Job> jobs_;
+  std::set<pid_t> shells_;  // frozen processes handed to the pager: reaped when it ends them
+  uint64_t next_migration_ = 1;
+  dipc::EventLoop::TimerId reaper_ = 0;
+};
+
+}  // namespace ferry::pm

@@ -1,0 +1,404 @@
+// The agent's two ends of a migration (see agent.h): the source freezes, captures, exports and
+// offers; the destination installs, commits at the master and resumes.
+#include <capnp/serialize.h>
+#include <linux/userfaultfd.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+
+#include "dipc/local_client.h"
+#include "pm/agent.h"
+#include "pm/capture.h"
+#include "pm/pm.capnp.h"
+#include "pm/restore.h"
+#include "xmm/xmm.capnp.h"
+
+namespace ferry::pm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kUffdFeatures = UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP |
+                                   UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_THREAD_ID;
+constexpr auto kOfferTimeout = std::chrono::seconds(30);
+
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+uint64_t mem_available_bytes() {
+  std::ifstream in("/proc/meminfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("MemAvailable:", 0) == 0) return std::stoull(line.substr(13)) * 1024;
+  return 0;
+}
+
+// A blocking request to this node's pager over its control socket.
+template <class Req, class Rep>
+Result<dipc::Message<Rep>> ask_pager(const std::filesystem::path& socket, const std::function<void(typename Req::Builder)>& fill) {
+  auto c = dipc::LocalClient::connect(socket);
+  if (!c) return c.error();
+  return c.value()->template call<Req, Rep>(fill, std::chrono::seconds(10));
+}
+
+}  // namespace
+
+struct Agent::Migration {
+  std::string id, to;
+  uint64_t gpid = 0;
+  std::shared_ptr<dipc::Request> req;
+  std::unique_ptr<FrozenProcess> frozen;
+  capnp::MallocMessageBuilder message;
+  uint64_t object_id = 0;
+  std::string token;
+  Clock::time_point t0 = Clock::now();
+  double capture_ms = 0;
+  uint64_t present = 0, eager_bytes = 0, image_bytes = 0;
+  double install_ms = 0, commit_ms = 0;
+  uint32_t new_pid = 0;
+};
+
+void Agent::migrate(dipc::Request& req) {
+  auto r = req.body<wire::MigrateProcess>();
+  uint64_t gpid = r.getGpid();
+  std::string to = r.getTo();
+  with_process(req, gpid, [this, gpid, to](std::shared_ptr<dipc::Request> held, const std::string& node, uint32_t) {
+    if (node == to) return held->fail(ErrorCode::kInvalid, "gpid " + std::to_string(gpid) + " is already on " + to);
+    auto it = jobs_.find(gpid);
+    if (it == jobs_.end()) {
+      if (node == options_.node) return held->fail(ErrorCode::kNotFound, "gpid " + std::to_string(gpid) + " is not on " + node);
+      // The job is elsewhere: its agent migrates it.
+      port_.call<wire::MigrateProcess, wire::MigrateReply>(
+          "agent@" + node,
+          [&](wire::MigrateProcess::Builder b) {
+            b.setGpid(gpid);
+            b.setTo(to);
+          },
+          [held](Result<dipc::Message<wire::MigrateReply>> rep) {
+            if (!rep) return held->fail(rep.error());
+            held->relay(rep.value().inbound());
+          },
+          dipc::CallOptions{std::chrono::duration_cast<std::chrono::milliseconds>(kOfferTimeout) * 2, held->caller().uid});
+      return;
+    }
+    if (it->second.moving) return held->fail(ErrorCode::kRefused, "gpid " + std::to_string(gpid) + " is migrating already");
+    it->second.moving = true;
+    when_pages_arrived(gpid, Clock::now() + std::chrono::seconds(120), [this, held, gpid, to](Status ready) {
+      auto it = jobs_.find(gpid);
+      if (it == jobs_.end()) return held->fail(ErrorCode::kNotFound, "gpid " + std::to_string(gpid) + " ended before it could migrate");
+      if (!ready) {
+        it->second.moving = false;
+        return held->fail(ready.error());
+      }
+      start_migration(held, it->second, to);
+    });
+  });
+}
+
+void Agent::when_pages_arrived(uint64_t gpid, Clock::time_point deadline, std::function<void(Status)> then) {
+  auto it = jobs_.find(gpid);
+  if (it == jobs_.end() || it->second.import_label.empty()) return then(Status::Ok());
+  std::string state = import_state(it->second.import_label);
+  if (state != "fetching" && state != "opening") {
+    it->second.import_label.clear();  // complete (or ended): nothing of it is left at the previous node
+    return then(Status::Ok());
+  }
+  if (Clock::now() > deadline)
+    return then(make_error(ErrorCode::kRefused, "gpid " + std::to_string(gpid) +
+                                                    "'s pages are still arriving from its previous node; try again later"));
+  port_.loop().after(std::chrono::milliseconds(20), [this, gpid, deadline, then] { when_pages_arrived(gpid, deadline, then); });
+}
+
+void Agent::start_migration(std::shared_ptr<dipc::Request> req, Job& job, const std::string& to) {
+  auto m = std::make_shared<Migration>();
+  m->id = "m" + std::to_string(next_migration_++) + "@" + options_.node;
+  m->to = to;
+  m->gpid = job.gpid;
+  m->req = req;
+  std::string label = "gpid " + std::to_string(job.gpid) + " migration " + m->id;
+  auto refuse = [&](ErrorCode code, const std::string& why) {
+    job.migrating = false;
+    job.moving = false;
+    m->frozen.reset();  // resumes it where it stopped
+    spdlog::info("{}: {} to {} refused: {}", port_.name(), label, to, why);
+    req->fail(code, "gpid " + std::to_string(job.gpid) + " cannot migrate: " + why);
+  };
+  // Step 1: freeze. From here on signals for it are queued.
+  job.migrating = true;
+  auto frozen = FrozenProcess::freeze(job.pid);
+  if (!frozen) return refuse(frozen.error().code, frozen.error().message);
+  m->frozen = std::move(frozen).value();
+  double freeze_ms = ms_since(m->t0);
+  // Step 2: capture and export.
+  auto image = m->message.initRoot<wire::ProcessImage>();
+  if (Status s = m->frozen->capture(image); !s) return refuse(s.error().code, s.error().message);
+  double state_ms = ms_since(m->t0);
+  auto reader = image.asReader();
+  for (auto v : reader.getVmas())
+    if (is_lazy(v)) m->present += v.getPresentPages();
+  auto ranges = ranges_to_serve(reader);
+  auto needed = pages_written_by_restore(reader);
+  // Sent with the state: what cannot be registered (written pages of private file mappings)
+  // and the pages the restore itself writes. The rest follows through the pager.
+  std::vector<std::pair<uint64_t, std::vector<std::byte>>> eager;
+  auto keep = [&](uint64_t at, std::span<const std::byte> bytes) {
+    eager.emplace_back(at, std::vector<std::byte>(bytes.begin(), bytes.end()));
+    m->eager_bytes += bytes.size();
+    return Status::Ok();
+  };
+  Status read = m->frozen->read_pages(reader, keep, 1 << 20, [](wire::Vma::Reader v) { return !is_lazy(v); });
+  for (uint64_t at : needed) {
+    if (!read) break;
+    std::vector<std::byte> page(kPage);
+    read = m->frozen->tracee().read_memory(at, page);
+    if (read) read = keep(at, page);
+  }
+  if (!read) return refuse(read.error().code, read.error().message);
+  double eager_ms = ms_since(m->t0);
+  auto words = capnp::messageToFlatArray(m->message);
+  m->image_bytes = words.asBytes().size();
+  auto exported = ask_pager<xmm::wire::ExportMemory, xmm::wire::ExportReply>(pager_socket(), [&](auto b) {
+    b.setPid(uint32_t(job.pid));
+    auto rs = b.initRanges(uint32_t(ranges.size()));
+    for (size_t i = 0; i < ranges.size(); ++i) {
+      rs[uint32_t(i)].setStart(ranges[i].start);
+      rs[uint32_t(i)].setEnd(ranges[i].end);
+    }
+    b.setLabel(label);
+    b.setAdopt(false);
+  });
+  if (!exported) return refuse(exported.error().code, "the local pager cannot export its memory: " + exported.error().message);
+  auto cap = exported.value().get().getCapability();
+  m->object_id = cap.getObjectId();
+  m->token.assign(reinterpret_cast<const char*>(cap.getToken().begin()), cap.getToken().size());
+  m->capture_ms = ms_since(m->t0);
+  spdlog::info("{}: {}: frozen pid {} and captured in {:.1f} ms (freeze {:.1f}, state {:.1f}, eager pages {:.1f}, "
+               "export {:.1f}; {} image bytes, {} eager bytes, {} pages to follow); offering to {}",
+               port_.name(), label, job.pid, m->capture_ms, freeze_ms, state_ms - freeze_ms, eager_ms - state_ms,
+               m->capture_ms - eager_ms, m->image_bytes, m->eager_bytes, m->present, to);
+  // Step 2, offer; steps 3-4 happen at the destination.
+  std::string pager_name = cap.getPager();
+  port_.call<wire::Offer, wire::OfferReply>(
+      "agent@" + to,
+      [&](wire::Offer::Builder b) {
+        b.setMigrationId(m->id);
+        b.setGpid(job.gpid);
+        b.setUid(job.uid);
+        auto bytes = words.asBytes();
+        b.setImage(capnp::Data::Reader(bytes.begin(), bytes.size()));
+        auto ev = b.initEager(uint32_t(eager.size()));
+        for (size_t i = 0; i < eager.size(); ++i) {
+          ev[uint32_t(i)].setAddress(eager[i].first);
+          ev[uint32_t(i)].setData(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(eager[i].second.data()),
+                                                      eager[i].second.size()));
+        }
+        b.setObjectId(m->object_id);
+        b.setToken(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(m->token.data()), m->token.size()));
+        b.setPager(pager_name);
+        auto rs = b.initRanges(uint32_t(ranges.size()));
+        for (size_t i = 0; i < ranges.size(); ++i) {
+          rs[uint32_t(i)].setStart(ranges[i].start);
+          rs[uint32_t(i)].setEnd(ranges[i].end);
+        }
+        b.setFrom(options_.node);
+      },
+      [this, m](Result<dipc::Message<wire::OfferReply>> rep) {
+        if (rep) {
+          m->new_pid = rep.value().get().getPid();
+          m->install_ms = rep.value().get().getInstallMs();
+          m->commit_ms = rep.value().get().getCommitMs();
+          return end_migration(m, Status::Ok());
+        }
+        Error e = rep.error();
+        if (e.code != ErrorCode::kTimeout && e.code != ErrorCode::kUnreachable) return end_migration(m, e);
+        // Did the destination commit before it went quiet? The master decides.
+        port_.call<wire::CancelMigration, wire::CancelReply>(
+            "master",
+            [&](wire::CancelMigration::Builder b) {
+              b.setGpid(m->gpid);
+              b.setMigrationId(m->id);
+            },
+            [this, m, e](Result<dipc::Message<wire::CancelReply>> c) {
+              if (!c) return end_migration(m, make_error(e.code, e.message + "; and the master cannot tell whether it committed: " + c.error().message));
+              end_migration(m, c.value().get().getCommitted() ? Status::Ok() : Status(e));
+            });
+      },
+      dipc::CallOptions{std::chrono::duration_cast<std::chrono::milliseconds>(kOfferTimeout), std::nullopt});
+}
+
+void Agent::end_migration(std::shared_ptr<Migration> m, Status outcome) {
+  auto it = jobs_.find(m->gpid);
+  if (it == jobs_.end()) return m->req->fail(ErrorCode::kInternal, "gpid vanished during its migration");
+  Job& job = it->second;
+  std::string label = "gpid " + std::to_string(m->gpid) + " migration " + m->id;
+  auto token_data = capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(m->token.data()), m->token.size());
+  if (!outcome) {
+    // Abort: the memory object is forgotten, the job resumes here, queued signals land here.
+    (void)ask_pager<xmm::wire::ReleaseObject, dipc::wire::Empty>(pager_socket(), [&](auto b) {
+      b.setObjectId(m->object_id);
+      b.setToken(token_data);
+      b.setReason("migration aborted");
+    });
+    m->frozen.reset();
+    job.migrating = false;
+    job.moving = false;
+    spdlog::info("{}: {} to {} aborted, the job resumes here: {}", port_.name(), label, m->to, outcome.error().message);
+    while (!job.queued.empty()) {
+      deliver(job, job.queued.front());
+      job.queued.pop_front();
+    }
+    return m->req->fail(outcome.error().code, "migration of gpid " + std::to_string(m->gpid) + " to " + m->to + " failed: " +
+                                                  outcome.error().message + "; it continues on " + options_.node);
+  }
+  // Committed: the frozen process becomes the pager's memory shell (step 5).
+  pid_t shell = job.pid;
+  if (Status s = m->frozen->hand_over(); !s)
+    spdlog::error("{}: {}: handing the shell over failed: {}", port_.name(), label, s.error().message);
+  auto adopted = ask_pager<xmm::wire::AdoptShell, dipc::wire::Empty>(pager_socket(), [&](auto b) {
+    b.setObjectId(m->object_id);
+    b.setToken(token_data);
+  });
+  if (!adopted) spdlog::error("{}: {}: the pager did not adopt the shell: {}", port_.name(), label, adopted.error().message);
+  shells_.insert(shell);
+  std::deque<int> queued = std::move(job.queued);
+  uint64_t gpid = m->gpid;
+  jobs_.erase(it);
+  for (int sig : queued)
+    port_.call<wire::SignalProcess, dipc::wire::Empty>(
+        "agent@" + m->to,
+        [&](wire::SignalProcess::Builder b) {
+          b.setGpid(gpid);
+          b.setSignal(sig);
+        },
+        [this, gpid, sig](Result<dipc::Message<dipc::wire::Empty>> r) {
+          if (!r) spdlog::error("{}: gpid {}: forwarding signal {} failed: {}", port_.name(), gpid, sig, r.error().message);
+        });
+  double stood = ms_since(m->t0);
+  spdlog::info("{}: {} committed: {} -> {} (pid {}), stood still {:.1f} ms; {} queued signals forwarded", port_.name(),
+               label, options_.node, m->to, m->new_pid, stood, queued.size());
+  m->req->reply<wire::MigrateReply>([&](wire::MigrateReply::Builder b) {
+    b.setMigrationId(m->id);
+    b.setFrom(options_.node);
+    b.setTo(m->to);
+    b.setPid(m->new_pid);
+    b.setFreezeToResumeMs(stood);
+    b.setCaptureMs(m->capture_ms);
+    b.setInstallMs(m->install_ms);
+    b.setCommitMs(m->commit_ms);
+    b.setPresentPages(m->present);
+    b.setEagerBytes(m->eager_bytes);
+    b.setImageBytes(m->image_bytes);
+  });
+}
+
+void Agent::offer(dipc::Request& req) {
+  if (req.caller().local || req.from().rfind("agent@", 0) != 0)
+    return req.fail(ErrorCode::kUnauthorized, "offers come from agents");
+  auto t0 = Clock::now();
+  auto o = req.body<wire::Offer>();
+  std::string id = o.getMigrationId();
+  uint64_t gpid = o.getGpid();
+  std::string label = "gpid " + std::to_string(gpid) + " migration " + id;
+  // The image, in words of its own.
+  auto data = o.getImage();
+  if (data.size() % sizeof(capnp::word) != 0 || data.size() == 0) return req.fail(ErrorCode::kBadMessage, "offer with a malformed image");
+  std::vector<capnp::word> words(data.size() / sizeof(capnp::word));
+  std::memcpy(words.data(), data.begin(), data.size());
+  capnp::ReaderOptions ro;
+  ro.traversalLimitInWords = 1ull << 30;
+  std::unique_ptr<capnp::FlatArrayMessageReader> msg;
+  try {
+    msg = std::make_unique<capnp::FlatArrayMessageReader>(kj::ArrayPtr<const capnp::word>(words.data(), words.size()), ro);
+    msg->getRoot<wire::ProcessImage>().totalSize();
+  } catch (...) {
+    return req.fail(ErrorCode::kBadMessage, "offer with an image that does not decode");
+  }
+  auto image = msg->getRoot<wire::ProcessImage>();
+  uint64_t need = 0;
+  for (auto v : image.getVmas()) need += v.getPresentPages() * kPage;
+  uint64_t avail = mem_available_bytes();
+  if (need > avail / 10 * 9)
+    return req.fail(ErrorCode::kRefused, "not enough free memory on " + options_.node + ": the job holds " +
+                                             std::to_string(need >> 20) + " MiB, " + std::to_string(avail >> 20) + " MiB available");
+  // Step 3: install, lazily.
+  RestoreOptions options;
+  options.stdio[0] = options.stdio[1] = options.stdio[2] = -1;
+  options.new_session = true;
+  options.lazy = true;
+  options.uffd_features = kUffdFeatures;
+  auto eager = o.getEager();
+  auto restored = RestoredProcess::build(
+      image,
+      [&](const PageSink& sink) {
+        for (auto run : eager) {
+          auto d = run.getData();
+          if (Status s = sink(run.getAddress(), std::span(reinterpret_cast<const std::byte*>(d.begin()), d.size())); !s) return s;
+        }
+        return Status::Ok();
+      },
+      options);
+  if (!restored) {
+    spdlog::info("{}: {}: install failed: {}", port_.name(), label, restored.error().message);
+    return req.fail(restored.error().code, "install on " + options_.node + " failed: " + restored.error().message);
+  }
+  std::shared_ptr<RestoredProcess> proc(std::move(restored).value());
+  UniqueFd uffd = proc->take_userfault();
+  auto imported = ask_pager<xmm::wire::ImportMemory, xmm::wire::ImportReply>(pager_socket(), [&](auto b) {
+    auto cap = b.initCapability();
+    cap.setObjectId(o.getObjectId());
+    cap.setToken(o.getToken());
+    cap.setPager(o.getPager());
+    b.setHolderPid(uint32_t(::getpid()));
+    b.setUffdFd(uffd.get());
+    b.setPid(uint32_t(proc->pid()));
+    auto rs = b.initRanges(o.getRanges().size());
+    for (uint32_t i = 0; i < o.getRanges().size(); ++i) {
+      rs[i].setStart(o.getRanges()[i].getStart());
+      rs[i].setEnd(o.getRanges()[i].getEnd());
+    }
+    b.setPrefetch(o.getPrefetch());
+    b.setLabel(label);
+  });
+  if (!imported) return req.fail(imported.error().code, "the pager of " + options_.node + " cannot serve its memory: " + imported.error().message);
+  double install_ms = ms_since(t0);
+  spdlog::info("{}: {}: installed as pid {} in {:.1f} ms; committing", port_.name(), label, proc->pid(), install_ms);
+  // Step 4: commit at the master; only then does it run here.
+  auto held = std::make_shared<dipc::Request>(std::move(req));
+  auto shared_uffd = std::make_shared<UniqueFd>(std::move(uffd));
+  auto t_commit = Clock::now();
+  uint32_t uid = o.getUid();
+  std::string from = o.getFrom();
+  port_.call<wire::CommitMigration, dipc::wire::Empty>(
+      "master",
+      [&](wire::CommitMigration::Builder b) {
+        b.setGpid(gpid);
+        b.setMigrationId(id);
+        b.setFrom(from);
+        b.setTo(options_.node);
+        b.setPid(uint32_t(proc->pid()));
+      },
+      [this, held, proc, shared_uffd, gpid, uid, label, install_ms, t_commit](Result<dipc::Message<dipc::wire::Empty>> r) {
+        if (!r) {
+          spdlog::info("{}: {}: commit refused, the install is undone: {}", port_.name(), label, r.error().message);
+          return held->fail(ErrorCode::kRefused, "the master did not commit: " + r.error().message);
+        }
+        double commit_ms = ms_since(t_commit);
+        if (Status s = proc->start(); !s) spdlog::error("{}: {}: resume failed: {}", port_.name(), label, s.error().message);
+        Job& job = jobs_[gpid];
+        job.gpid = gpid;
+        job.pid = proc->pid();
+        job.uid = uid;
+        job.label = "gpid " + std::to_string(gpid);
+        job.uffd = std::move(*shared_uffd);
+        job.import_label = label;
+        spdlog::info("{}: {}: committed and resumed as pid {}", port_.name(), label, job.pid);
+        held->reply<wire::OfferReply>([&](wire::OfferReply::Builder b) {
+          b.setPid(uint32_t(job.pid));
+          b.setInstallMs(install_ms);
+          b.setCommitMs(commit_ms);
+        });
+      });
+}
+
+}  // namespace ferry::pm

@@ -1,0 +1,108 @@
+#include "pm/process_table.h"
+
+#include <spdlog/spdlog.h>
+
+namespace ferry::pm {
+
+ProcessTable::ProcessTable(dipc::Port& port) : port_(port) { serve(); }
+
+const ProcessTable::Entry* ProcessTable::find(uint64_t gpid) const {
+  auto it = entries_.find(gpid);
+  return it == entries_.end() ? nullptr : &it->second;
+}
+
+void ProcessTable::fill(const Entry& e, wire::ProcessInfo::Builder out) {
+  out.setGpid(e.gpid);
+  out.setUid(e.uid);
+  out.setNode(e.node);
+  out.setPid(e.pid);
+  out.setState(e.state);
+  out.setCommand(e.command);
+  out.setMigrations(e.migrations);
+  out.setExitStatus(e.exit_status);
+  out.setReason(e.reason);
+  out.setOutput(e.output);
+  out.setHome(e.home);
+}
+
+void ProcessTable::serve() {
+  port_.serve<wire::RegisterProcess>([this](dipc::Request& req) {
+    auto r = req.body<wire::RegisterProcess>();
+    Entry e;
+    e.gpid = next_gpid_++;
+    e.uid = r.getUid();
+    e.node = e.home = r.getNode();
+    e.pid = r.getPid();
+    e.command = r.getCommand();
+    e.output = r.getOutput();
+    entries_[e.gpid] = e;
+    spdlog::info("master: gpid {} registered: pid {} on {} for uid {}: {}", e.gpid, e.pid, e.node, e.uid, e.command);
+    req.reply<wire::RegisterReply>([&](wire::RegisterReply::Builder b) { b.setGpid(e.gpid); });
+  });
+
+  port_.serve<wire::ProcessEnded>([this](dipc::Request& req) {
+    auto r = req.body<wire::ProcessEnded>();
+    auto it = entries_.find(r.getGpid());
+    if (it == entries_.end()) return req.fail(ErrorCode::kNotFound, "no gpid " + std::to_string(r.getGpid()));
+    Entry& e = it->second;
+    if (e.state == wire::ProcessState::RUNNING || e.state == wire::ProcessState::MIGRATING) {
+      if (std::string(r.getNode()) != e.node) {
+        spdlog::warn("master: gpid {}: end reported by {} but it is on {}: ignored", e.gpid, r.getNode().cStr(), e.node);
+        return req.fail(ErrorCode::kRefused, "gpid " + std::to_string(e.gpid) + " is on " + e.node);
+      }
+      e.state = r.getLost() ? wire::ProcessState::LOST : wire::ProcessState::EXITED;
+      e.exit_status = r.getExitStatus();
+      e.reason = r.getReason();
+      spdlog::info("master: gpid {} {} on {}{}{}", e.gpid, r.getLost() ? "lost" : "exited with status " + std::to_string(e.exit_status),
+                   e.node, e.reason.empty() ? "" : ": ", e.reason);
+    }
+    req.reply<dipc::wire::Empty>([](auto) {});
+  });
+
+  port_.serve<wire::CommitMigration>([this](dipc::Request& req) {
+    auto r = req.body<wire::CommitMigration>();
+    std::string id = r.getMigrationId();
+    auto it = entries_.find(r.getGpid());
+    if (it == entries_.end()) return req.fail(ErrorCode::kNotFound, "no gpid " + std::to_string(r.getGpid()));
+    Entry& e = it->second;
+    if (committed_.count(id)) return req.reply<dipc::wire::Empty>([](auto) {});
+    if (cancelled_.count(id)) return req.fail(ErrorCode::kRefused, "migration " + id + " was cancelled by its source");
+    if (e.state != wire::ProcessState::RUNNING && e.state != wire::ProcessState::MIGRATING)
+      return req.fail(ErrorCode::kRefused, "gpid " + std::to_string(e.gpid) + " has ended");
+    if (e.node != std::string(r.getFrom()))
+      return req.fail(ErrorCode::kRefused, "gpid " + std::to_string(e.gpid) + " is on " + e.node + ", not " + r.getFrom().cStr());
+    committed_.insert(id);
+    e.node = r.getTo();
+    e.pid = r.getPid();
+    ++e.migrations;
+    spdlog::info("master: gpid {} migration {} committed: {} -> {} (pid {}), migration {} of this job", e.gpid, id,
+                 r.getFrom().cStr(), e.node, e.pid, e.migrations);
+    req.reply<dipc::wire::Empty>([](auto) {});
+  });
+
+  port_.serve<wire::CancelMigration>([this](dipc::Request& req) {
+    auto r = req.body<wire::CancelMigration>();
+    std::string id = r.getMigrationId();
+    bool done = committed_.count(id) > 0;
+    if (!done) cancelled_.insert(id);
+    spdlog::info("master: gpid {} migration {}: cancel asked: {}", r.getGpid(), id, done ? "already committed" : "cancelled");
+    req.reply<wire::CancelReply>([&](wire::CancelReply::Builder b) { b.setCommitted(done); });
+  });
+
+  port_.serve<wire::ListProcesses>([this](dipc::Request& req) {
+    req.reply<wire::ProcessList>([&](wire::ProcessList::Builder b) {
+      auto list = b.initProcesses(uint32_t(entries_.size()));
+      uint32_t i = 0;
+      for (const auto& [gpid, e] : entries_) fill(e, list[i++]);
+    });
+  });
+
+  port_.serve<wire::LookupProcess>([this](dipc::Request& req) {
+    uint64_t gpid = req.body<wire::LookupProcess>().getGpid();
+    const Entry* e = find(gpid);
+    if (!e) return req.fail(ErrorCode::kNotFound, "no process with gpid " + std::to_string(gpid));
+    req.reply<wire::ProcessInfo>([&](wire::ProcessInfo::Builder b) { fill(*e, b); });
+  });
+}
+
+}  // namespace ferry::pm
