@@ -20,7 +20,7 @@ namespace {
 //   ferry kill -9 7          -> ferry kill --signal 9 7   (also -KILL, -SIGKILL)
 //   ferry run [opts] ls -l   -> ferry run [opts] -- ls -l  (the command's options are its own)
 void rewrite_args(std::vector<std::string>& args) {
-  static const std::regex signal("^-([0-9]+|[A-Z]+)$");
+  static const std::regex signal("^-([0-9]+|[A-Za-z][A-Za-z0-9+]*)$");
   size_t i = 1;
   for (; i < args.size(); ++i) {
     if (args[i] == "--cluster" || args[i] == "--node") ++i;  // skip the global options' values
