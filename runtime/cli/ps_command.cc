@@ -66,7 +66,7 @@ int ps(const Context& ctx) {
     std::string state = state_name(p.getState());
     if (p.getState() == pm::wire::ProcessState::EXITED) state = fmt::format("exited({})", p.getExitStatus());
     bool alive = p.getState() == pm::wire::ProcessState::RUNNING || p.getState() == pm::wire::ProcessState::MIGRATING;
-    std::string rss = alive ? fmt::format("{:.1f}M", double(p.getRssKib()) / 1024.0) : "-";
+    std::string rss = alive && p.getRssKib() > 0 ? fmt::format("{:.1f}M", double(p.getRssKib()) / 1024.0) : "-";  // known where the CLI is
     std::string command = p.getCommand().cStr();
     if (command.size() > 60) command = command.substr(0, 57) + "...";
     std::cout << fmt::format("{:>6} {:<10} {:<6} {:<12} {:>9}  {:<{}} {:>10}\n", p.getGpid(), user_name(p.getUid()),
