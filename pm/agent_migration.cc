@@ -138,7 +138,6 @@ void Agent::start_migration(std::shared_ptr<dipc::Request> req, Job& job, const 
   for (auto v : reader.getVmas())
     if (is_lazy(v)) m->present += v.getPresentPages();
   auto ranges = ranges_to_serve(reader);
-  auto needed = pages_written_by_restore(reader);
   // Sent with the state: what cannot be registered (written pages of private file mappings)
   // and the pages the restore itself writes. The rest follows through the pager.
   std::vector<std::pair<uint64_t, std::vector<std::byte>>> eager;
@@ -147,13 +146,7 @@ void Agent::start_migration(std::shared_ptr<dipc::Request> req, Job& job, const 
     m->eager_bytes += bytes.size();
     return Status::Ok();
   };
-  Status read = m->frozen->read_pages(reader, keep, 1 << 20, [](wire::Vma::Reader v) { return !is_lazy(v); });
-  for (uint64_t at : needed) {
-    if (!read) break;
-    std::vector<std::byte> page(kPage);
-    read = m->frozen->tracee().read_memory(at, page);
-    if (read) read = keep(at, page);
-  }
+  Status read = m->frozen->read_eager_pages(reader, keep);
   if (!read) return refuse(read.error().code, read.error().message);
   double eager_ms = ms_since(m->t0);
   auto words = capnp::messageToFlatArray(m->message);

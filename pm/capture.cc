@@ -17,6 +17,7 @@
 
 #include "pm/capture_checks.h"
 #include "pm/proc_info.h"
+#include "pm/restore.h"
 
 namespace ferry::pm {
 namespace {
@@ -312,6 +313,17 @@ Status FrozenProcess::read_pages(wire::ProcessImage::Reader image,
       if (Status s = sink(at, out); !s) return s;
       p = run;
     }
+  }
+  return Status::Ok();
+}
+
+Status FrozenProcess::read_eager_pages(wire::ProcessImage::Reader image,
+                                       const std::function<Status(uint64_t, std::span<const std::byte>)>& sink) {
+  if (Status s = read_pages(image, sink, 1 << 20, [](wire::Vma::Reader v) { return !is_lazy(v); }); !s) return s;
+  std::vector<std::byte> page(image.getPageSize());
+  for (uint64_t at : pages_written_by_restore(image)) {
+    if (Status s = tracee_->read_memory(at, page); !s) return s;
+    if (Status s = sink(at, page); !s) return s;
   }
   return Status::Ok();
 }

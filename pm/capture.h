@@ -43,6 +43,11 @@ class FrozenProcess {
                     const std::function<Status(uint64_t, std::span<const std::byte>)>& sink,
                     size_t chunk = 1 << 20, const std::function<bool(wire::Vma::Reader)>& only = nullptr);
 
+  // For a lazy migration: the pages that go with the state (pm/restore.h): the written pages of
+  // the VMAs that cannot be registered, and the pages the restore itself writes.
+  Status read_eager_pages(wire::ProcessImage::Reader image,
+                          const std::function<Status(uint64_t, std::span<const std::byte>)>& sink);
+
   // Resumes it now (same as destruction, reporting failure).
   Status resume();
   // Ends it: after a checkpoint, or once a migration has committed elsewhere.

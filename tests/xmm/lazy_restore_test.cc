@@ -157,20 +157,8 @@ int lazy_move(pid_t pid, pid_t& moved, Traffic& traffic, bool until_exit, pm::Re
   Status captured = frozen.value()->capture(image);
   EXPECT_TRUE(captured.ok()) << captured.error().message;
   if (!captured) return -2;
-  // Eagerly only what cannot be registered (the written pages of private file mappings) and
-  // what the kernel writes during the restore.
-  std::vector<pm::LazyRange> lazy;
-  for (auto v : image.asReader().getVmas())
-    if (pm::is_lazy(v)) lazy.push_back({v.getStart(), v.getEnd()});
-  auto needed = pm::pages_written_by_restore(image.asReader());
-  auto eager_part = [&](const pm::PageSink& sink) {
-    return frozen.value()->read_pages(image.asReader(), [&](uint64_t at, std::span<const std::byte> bytes) {
-      bool wanted = std::find(needed.begin(), needed.end(), at) != needed.end();
-      for (const auto& r : lazy)
-        if (at >= r.start && at < r.end && !wanted) return Status::Ok();
-      return sink(at, bytes);
-    }, kPage);
-  };
+  // Eagerly only what cannot be registered and what the kernel writes during the restore.
+  auto eager_part = [&](const pm::PageSink& sink) { return frozen.value()->read_eager_pages(image.asReader(), sink); };
   pm::RestoreOptions options;
   options.stub = std::string(FERRY_BIN_DIR) + "/ferry-restore-stub";
   options.lazy = true;

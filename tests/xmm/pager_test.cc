@@ -340,10 +340,6 @@ TEST_F(Pager, LazilyRestoredProcessServedAcrossPagers) {
   capnp::MallocMessageBuilder message;
   auto image = message.initRoot<pm::wire::ProcessImage>();
   ASSERT_TRUE(frozen.value()->capture(image).ok());
-  std::vector<pm::LazyRange> lazy;
-  for (auto v : image.asReader().getVmas())
-    if (pm::is_lazy(v)) lazy.push_back({v.getStart(), v.getEnd()});
-  auto needed = pm::pages_written_by_restore(image.asReader());
   pm::RestoreOptions options;
   options.stub = std::string(FERRY_BIN_DIR) + "/ferry-restore-stub";
   options.lazy = true;
@@ -351,19 +347,12 @@ TEST_F(Pager, LazilyRestoredProcessServedAcrossPagers) {
                           UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_THREAD_ID;
   auto restored = pm::RestoredProcess::build(
       image.asReader(),
-      [&](const pm::PageSink& sink) {
-        return frozen.value()->read_pages(image.asReader(), [&](uint64_t at, std::span<const std::byte> bytes) {
-          bool wanted = std::find(needed.begin(), needed.end(), at) != needed.end();
-          for (const auto& r : lazy)
-            if (at >= r.start && at < r.end && !wanted) return Status::Ok();
-          return sink(at, bytes);
-        }, kPage);
-      },
+      [&](const pm::PageSink& sink) { return frozen.value()->read_eager_pages(image.asReader(), sink); },
       options);
   ASSERT_TRUE(restored.ok()) << restored.error().message;
   UniqueFd uffd = restored.value()->take_userfault();
   ASSERT_TRUE(frozen.value()->hand_over().ok());
-  lazy = pm::ranges_to_serve(image.asReader());
+  auto lazy = pm::ranges_to_serve(image.asReader());
   // Export every lazy range, import them all.
   auto c1 = pager("n1");
   auto ex = c1->call<wire::ExportMemory, wire::ExportReply>([&](wire::ExportMemory::Builder b) {
