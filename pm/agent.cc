@@ -95,7 +95,15 @@ Agent::Agent(dipc::Port& port, AgentOptions options) : port_(port), options_(std
   reaper_ = port_.loop().every(std::chrono::milliseconds(20), [this] { reap(); });
 }
 
-Agent::~Agent() { port_.loop().cancel(reaper_); }
+// The agent's jobs do not outlive it (a local cluster's `down` leaves nothing running).
+Agent::~Agent() {
+  port_.loop().cancel(reaper_);
+  for (auto& [gpid, job] : jobs_) {
+    ::kill(job.pid, SIGKILL);
+    ::waitpid(job.pid, nullptr, 0);
+    spdlog::info("{}: gpid {} (pid {}) killed: the agent is stopping", port_.name(), gpid, job.pid);
+  }
+}
 
 void Agent::serve() {
   port_.serve<wire::RunJob>([this](dipc::Request& req) { run(req); });

@@ -26,4 +26,14 @@ int cluster_down(const Context& ctx) {
   return 0;
 }
 
+int cluster_kill(const Context& ctx, const std::string& node) {
+  auto r = runtime::cluster_kill_node(ctx.layout, node);
+  if (!r) {
+    std::cerr << "ferry: cluster kill: " << r.error().message << "\n";
+    return 1;
+  }
+  std::cout << r.value() << "\n";
+  return 0;
+}
+
 }  // namespace ferry::cli

@@ -65,6 +65,9 @@ int main(int argc, char** argv) {
   up->add_option("--dead-ms", up_opts.dead_ms, "declare a node dead after this long without heartbeat");
   up->add_option("--log-level", up_opts.log_level, "daemons' log level");
   auto* down = cl->add_subcommand("down", "stop every daemon and remove the cluster's namespaces and files");
+  std::string kill_node;
+  auto* cl_kill = cl->add_subcommand("kill", "a node fails: SIGKILL its agent, its pager and their processes");
+  cl_kill->add_option("node", kill_node, "node name (n2)")->required();
 
   auto* nodes = app.add_subcommand("nodes", "list nodes with address, state and heartbeat age");
   nodes->add_flag("--json", json, "machine-readable output");
@@ -134,6 +137,7 @@ int main(int argc, char** argv) {
 
   if (up->parsed()) return ferry::cli::cluster_up(ctx, up_opts);
   if (down->parsed()) return ferry::cli::cluster_down(ctx);
+  if (cl_kill->parsed()) return ferry::cli::cluster_kill(ctx, kill_node);
   if (nodes->parsed()) return ferry::cli::nodes(ctx);
   if (ping->parsed()) return ferry::cli::ping(ctx, target, count, size);
   if (cp->parsed()) return ferry::cli::checkpoint(pid, dir, leave_running);

@@ -1,5 +1,7 @@
 #include "runtime/cluster/local_cluster.h"
 
+#include <signal.h>
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -250,6 +252,50 @@ Result<std::string> cluster_down(const ClusterLayout& layout) {
   out << "cluster " << layout.name() << " down: stopped " << stopped << " daemons";
   if (killed) out << " (" << killed << " needed SIGKILL)";
   if (namespaces) out << ", removed " << namespaces << " network namespaces";
+  return out.str();
+}
+
+namespace {
+
+// Direct children of `parent`, from /proc.
+std::vector<int> children_of(int parent) {
+  std::vector<int> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc", ec)) {
+    std::string name = e.path().filename().string();
+    if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+    std::ifstream in(e.path() / "stat");
+    std::string line;
+    std::getline(in, line);
+    auto paren = line.rfind(')');
+    if (paren == std::string::npos) continue;
+    std::istringstream rest(line.substr(paren + 2));
+    char state;
+    int ppid = 0;
+    rest >> state >> ppid;
+    if (ppid == parent) out.push_back(std::stoi(name));
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::string> cluster_kill_node(const ClusterLayout& layout, const std::string& node) {
+  auto m = read_manifest(layout);
+  if (!m) return m.error();
+  std::vector<int> daemons;
+  for (const auto& d : m.value().daemons)
+    if (d.node == node && is_ferry_daemon(d.pid)) daemons.push_back(d.pid);
+  if (std::find(m.value().nodes.begin(), m.value().nodes.end(), node) == m.value().nodes.end())
+    return make_error(ErrorCode::kNotFound, "cluster " + layout.name() + " has no node " + node);
+  if (daemons.empty()) return make_error(ErrorCode::kNotFound, "node " + node + " has no daemon running");
+  std::vector<int> jobs;
+  for (int pid : daemons)
+    for (int child : children_of(pid)) jobs.push_back(child);
+  for (int pid : daemons) ::kill(pid, SIGKILL);
+  for (int pid : jobs) ::kill(pid, SIGKILL);
+  std::ostringstream out;
+  out << "node " << node << " killed: " << daemons.size() << " daemons and " << jobs.size() << " of their processes";
   return out.str();
 }
 

@@ -58,5 +58,8 @@ Result<ClusterManifest> cluster_up(const ClusterLayout& layout, const ClusterUpO
 // Returns a one-line summary of what was removed. kNotFound when there is no such cluster.
 Result<std::string> cluster_down(const ClusterLayout& layout);
 Result<ClusterManifest> read_manifest(const ClusterLayout& layout);
+// A node failing at once: its agent and pager get SIGKILL, and so does every process the agent
+// had started (its jobs); the shells its pager held die with the pager. Returns a summary.
+Result<std::string> cluster_kill_node(const ClusterLayout& layout, const std::string& node);
 
 }  // namespace ferry::runtime

@@ -1,0 +1,92 @@
+// A node killed around a migration: what the user must see. The source dying after the commit
+// while pages are remote loses the job, within a bounded time, with the reason and the count of
+// pages that never arrived; once the last page has arrived, the source no longer matters.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "tests/cluster/cluster_harness.h"
+
+namespace ferry::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string program(const std::string& name) { return std::string(FERRY_PROGRAMS_DIR) + "/" + name; }
+
+std::string slurp(const std::string& p) {
+  std::ifstream in(p);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class NodeDies : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_EQ(cluster.up({"--nodes", "3"}).status, 0); }
+  nlohmann::json info(uint64_t gpid) {
+    auto r = cluster.run({"ps", "--json"});
+    for (const auto& p : nlohmann::json::parse(r.out.empty() ? "[]" : r.out))
+      if (p["gpid"] == gpid) return p;
+    return {};
+  }
+  uint64_t start_job(const std::vector<std::string>& argv) {
+    std::vector<std::string> args{"run", "--node", "n1", "-d", "--"};
+    args.insert(args.end(), argv.begin(), argv.end());
+    auto r = cluster.run(args);
+    EXPECT_EQ(r.status, 0) << r.err;
+    uint64_t gpid = std::strtoull(r.out.c_str(), nullptr, 10);
+    for (int i = 0; i < 1000 && slurp(info(gpid)["output"]).find("round 0 ") == std::string::npos; ++i)
+      std::this_thread::sleep_for(10ms);
+    return gpid;
+  }
+  TestCluster cluster{"fd" + std::to_string(getpid())};
+};
+
+TEST_F(NodeDies, SourceDiesAfterCommitWhilePagesAreRemote) {
+  uint64_t gpid = start_job({program("checksum_heap"), "2048", "200"});
+  auto m = cluster.run({"migrate", std::to_string(gpid), "--to", "n2"});
+  ASSERT_EQ(m.status, 0) << m.err;
+  ASSERT_EQ(cluster.run({"cluster", "kill", "n1"}).status, 0);
+  auto killed_at = std::chrono::steady_clock::now();
+  auto w = cluster.run({"wait", std::to_string(gpid)});
+  auto took = std::chrono::steady_clock::now() - killed_at;
+  EXPECT_EQ(w.status, 1);
+  EXPECT_NE(w.err.find("lost"), std::string::npos) << w.err;
+  EXPECT_NE(w.err.find("pager@n1"), std::string::npos) << w.err;
+  EXPECT_NE(w.err.find("pages never arrived"), std::string::npos) << w.err;
+  EXPECT_LT(took, 20s) << "the job must not hang on a fault";
+  auto p = info(gpid);
+  EXPECT_EQ(p["state"], "lost");
+  EXPECT_EQ(p["node"], "n2");
+  // Nothing of it is left on the surviving node.
+  int pid = p["pid"];
+  std::string stat = slurp("/proc/" + std::to_string(pid) + "/cmdline");
+  EXPECT_EQ(stat.find("checksum_heap"), std::string::npos) << "the lost job's process is still there";
+}
+
+TEST_F(NodeDies, SourceDiesAfterTheLastPageArrived) {
+  std::vector<std::string> argv{program("checksum_heap"), "256", "120"};
+  std::string reference;
+  {
+    FILE* f = popen((argv[0] + " 256 120").c_str(), "r");
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) reference.append(buf, n);
+    pclose(f);
+  }
+  uint64_t gpid = start_job(argv);
+  auto m = cluster.run({"migrate", std::to_string(gpid), "--to", "n2", "--wait"});
+  ASSERT_EQ(m.status, 0) << m.err;
+  ASSERT_EQ(cluster.run({"cluster", "kill", "n1"}).status, 0);
+  auto w = cluster.run({"wait", std::to_string(gpid)});
+  EXPECT_EQ(w.status, 0) << w.err;
+  EXPECT_EQ(slurp(info(gpid)["output"]), reference);
+}
+
+}  // namespace
+}  // namespace ferry::testing
