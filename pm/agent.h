@@ -77,6 +77,8 @@ class Agent {
   // The local pager's state of an import ("" if unknown).
   std::string import_state(const std::string& label);
   void end_migration(std::shared_ptr<Migration> m, Status outcome);
+  void watch_destination(std::shared_ptr<Migration> m);
+  void settle_unknown(std::shared_ptr<Migration> m, Error e);
   void reap();
   void report_end(uint64_t gpid, int status, bool lost, const std::string& reason);
   // The local pager: its failure reason for an import ("" if it did not fail), and a request.

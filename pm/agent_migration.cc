@@ -23,7 +23,7 @@ using Clock = std::chrono::steady_clock;
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kUffdFeatures = UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP |
                                    UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_THREAD_ID;
-constexpr auto kOfferTimeout = std::chrono::seconds(30);
+constexpr auto kOfferTimeout = std::chrono::seconds(10);  // an install takes tens of ms; a silent destination is asked about at the master after this
 
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
@@ -57,6 +57,7 @@ struct Agent::Migration {
   uint64_t present = 0, eager_bytes = 0, image_bytes = 0;
   double install_ms = 0, commit_ms = 0;
   uint32_t new_pid = 0;
+  bool settled = false;  // end_migration ran
 };
 
 void Agent::migrate(dipc::Request& req) {
@@ -197,6 +198,7 @@ void Agent::start_migration(std::shared_ptr<dipc::Request> req, Job& job, const 
         b.setFrom(options_.node);
       },
       [this, m](Result<dipc::Message<wire::OfferReply>> rep) {
+        if (m->settled) return;
         if (rep) {
           m->new_pid = rep.value().get().getPid();
           m->install_ms = rep.value().get().getInstallMs();
@@ -205,22 +207,54 @@ void Agent::start_migration(std::shared_ptr<dipc::Request> req, Job& job, const 
         }
         Error e = rep.error();
         if (e.code != ErrorCode::kTimeout && e.code != ErrorCode::kUnreachable) return end_migration(m, e);
-        // Did the destination commit before it went quiet? The master decides.
-        port_.call<wire::CancelMigration, wire::CancelReply>(
-            "master",
-            [&](wire::CancelMigration::Builder b) {
-              b.setGpid(m->gpid);
-              b.setMigrationId(m->id);
-            },
-            [this, m, e](Result<dipc::Message<wire::CancelReply>> c) {
-              if (!c) return end_migration(m, make_error(e.code, e.message + "; and the master cannot tell whether it committed: " + c.error().message));
-              end_migration(m, c.value().get().getCommitted() ? Status::Ok() : Status(e));
-            });
+        settle_unknown(m, e);
       },
       dipc::CallOptions{std::chrono::duration_cast<std::chrono::milliseconds>(kOfferTimeout), std::nullopt});
+  watch_destination(m);
+}
+
+// While the offer is out, a destination that the master declares dead need not be waited for.
+void Agent::watch_destination(std::shared_ptr<Migration> m) {
+  port_.loop().after(std::chrono::milliseconds(500), [this, m] {
+    if (m->settled) return;
+    port_.call<wire::ListNodes, wire::NodeList>(
+        "master", [](auto) {},
+        [this, m](Result<dipc::Message<wire::NodeList>> r) {
+          if (m->settled) return;
+          if (r)
+            for (auto n : r.value().get().getNodes())
+              if (std::string(n.getName()) == m->to && n.getState() == wire::NodeState::DEAD)
+                return settle_unknown(m, make_error(ErrorCode::kUnreachable, "node " + m->to + " died during the migration"));
+          watch_destination(m);
+        });
+  });
+}
+
+// The destination went quiet: whether it committed, only the master knows. Cancelling there
+// decides it; until the master answers, the job stays frozen (resuming it could make two).
+void Agent::settle_unknown(std::shared_ptr<Migration> m, Error e) {
+  if (m->settled) return;
+  port_.call<wire::CancelMigration, wire::CancelReply>(
+      "master",
+      [&](wire::CancelMigration::Builder b) {
+        b.setGpid(m->gpid);
+        b.setMigrationId(m->id);
+      },
+      [this, m, e](Result<dipc::Message<wire::CancelReply>> c) {
+        if (m->settled) return;
+        if (!c) {
+          spdlog::warn("{}: migration {}: the master cannot say whether it committed ({}); the job stays frozen, asking again",
+                       port_.name(), m->id, c.error().message);
+          port_.loop().after(std::chrono::milliseconds(500), [this, m, e] { settle_unknown(m, e); });
+          return;
+        }
+        end_migration(m, c.value().get().getCommitted() ? Status::Ok() : Status(e));
+      });
 }
 
 void Agent::end_migration(std::shared_ptr<Migration> m, Status outcome) {
+  if (m->settled) return;
+  m->settled = true;
   auto it = jobs_.find(m->gpid);
   if (it == jobs_.end()) return m->req->fail(ErrorCode::kInternal, "gpid vanished during its migration");
   Job& job = it->second;

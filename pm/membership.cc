@@ -94,6 +94,7 @@ void Membership::check() {
     } else if (it->second != n.state) {
       spdlog::info("node {} {} -> {} (last heartbeat {} ms ago)", n.name, node_state_name(it->second),
                    node_state_name(n.state), n.heartbeat_age.count());
+      if (n.state == wire::NodeState::DEAD && on_dead_) on_dead_(n.name, n.heartbeat_age);
     }
     last_[n.name] = n.state;
   }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -43,6 +44,8 @@ class Membership {
   ~Membership();
 
   std::vector<NodeStatus> nodes() const;
+  // Called once each time a node becomes dead.
+  void on_dead(std::function<void(const std::string& node, std::chrono::milliseconds silent)> cb) { on_dead_ = std::move(cb); }
 
  private:
   void check();
@@ -52,6 +55,7 @@ class Membership {
   MembershipPolicy policy_;
   std::map<std::string, wire::NodeState> last_;
   dipc::EventLoop::TimerId timer_ = 0;
+  std::function<void(const std::string&, std::chrono::milliseconds)> on_dead_;
 };
 
 }  // namespace ferry::pm

@@ -11,6 +11,15 @@ const ProcessTable::Entry* ProcessTable::find(uint64_t gpid) const {
   return it == entries_.end() ? nullptr : &it->second;
 }
 
+void ProcessTable::node_died(const std::string& node, const std::string& why) {
+  for (auto& [gpid, e] : entries_)
+    if (e.node == node && (e.state == wire::ProcessState::RUNNING || e.state == wire::ProcessState::MIGRATING)) {
+      e.state = wire::ProcessState::LOST;
+      e.reason = "node " + node + " died (" + why + ")";
+      spdlog::info("master: gpid {} lost: {}", gpid, e.reason);
+    }
+}
+
 void ProcessTable::fill(const Entry& e, wire::ProcessInfo::Builder out) {
   out.setGpid(e.gpid);
   out.setUid(e.uid);

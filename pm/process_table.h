@@ -36,6 +36,8 @@ class ProcessTable {
     int32_t exit_status = 0;
   };
   const Entry* find(uint64_t gpid) const;
+  // The jobs on a node that died are lost with that reason.
+  void node_died(const std::string& node, const std::string& why);
   static void fill(const Entry& e, wire::ProcessInfo::Builder out);
 
  private:

@@ -18,7 +18,11 @@ struct MasterServices {
         membership(port, names,
                    ferry::pm::MembershipPolicy{std::chrono::milliseconds(cfg.suspect_ms),
                                                std::chrono::milliseconds(cfg.dead_ms)}),
-        processes(port) {}
+        processes(port) {
+    membership.on_dead([this](const std::string& node, std::chrono::milliseconds silent) {
+      processes.node_died(node, "no heartbeat for " + std::to_string(silent.count()) + " ms");
+    });
+  }
 };
 
 }  // namespace

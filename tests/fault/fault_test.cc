@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -86,6 +87,60 @@ TEST_F(NodeDies, SourceDiesAfterTheLastPageArrived) {
   auto w = cluster.run({"wait", std::to_string(gpid)});
   EXPECT_EQ(w.status, 0) << w.err;
   EXPECT_EQ(slurp(info(gpid)["output"]), reference);
+}
+
+// The destination is killed at a random moment of the migration. Either the migration had not
+// committed: the job continues on the source and ends with the right checksum; or it had: the
+// job is lost with "node n2 died" and no copy runs on the source. Never two, never silently none.
+TEST(DestinationDies, AtARandomMomentOfTheMigration) {
+  std::vector<std::string> argv{program("checksum_heap"), "64", "150"};
+  std::string reference;
+  {
+    FILE* f = popen((argv[0] + " 64 150").c_str(), "r");
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) reference.append(buf, n);
+    pclose(f);
+  }
+  std::mt19937 rng(std::random_device{}());
+  int continued = 0, lost = 0;
+  for (int trial = 0; trial < 4; ++trial) {
+    TestCluster c("dd" + std::to_string(getpid()) + std::to_string(trial));
+    ASSERT_EQ(c.up({"--nodes", "2"}).status, 0);
+    std::vector<std::string> args{"run", "--node", "n1", "-d", "--"};
+    args.insert(args.end(), argv.begin(), argv.end());
+    uint64_t gpid = std::strtoull(c.run(args).out.c_str(), nullptr, 10);
+    std::this_thread::sleep_for(300ms);
+    // Every other trial kills it just before the migration starts (the master still believes it
+    // alive), the others at a random moment during it.
+    int delay_ms = trial % 2 == 0 ? -1 : int(rng() % 40);
+    CommandResult m;
+    if (delay_ms < 0) {
+      ASSERT_EQ(c.run({"cluster", "kill", "n2"}).status, 0);
+    }
+    std::thread mover([&] { m = c.run({"migrate", std::to_string(gpid), "--to", "n2"}); });
+    if (delay_ms >= 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+      ASSERT_EQ(c.run({"cluster", "kill", "n2"}).status, 0);
+    }
+    mover.join();
+    auto w = c.run({"wait", std::to_string(gpid)});
+    nlohmann::json p;
+    for (const auto& x : nlohmann::json::parse(c.run({"ps", "--json"}).out))
+      if (x["gpid"] == gpid) p = x;
+    if (p["node"] == "n1") {
+      ++continued;
+      EXPECT_EQ(w.status, 0) << "trial " << trial << " (kill after " << delay_ms << " ms): " << w.err << m.err;
+      EXPECT_EQ(slurp(p["output"]), reference) << "trial " << trial;
+    } else {
+      ++lost;
+      EXPECT_EQ(p["node"], "n2");
+      EXPECT_EQ(p["state"], "lost") << "trial " << trial;
+      EXPECT_NE(p["reason"].get<std::string>().find("node n2 died"), std::string::npos) << p.dump();
+      EXPECT_EQ(m.status, 0) << "a committed migration reports success: " << m.err;
+    }
+  }
+  std::cout << "continued on the source: " << continued << ", lost with the destination: " << lost << "\n";
 }
 
 }  // namespace
