@@ -36,4 +36,15 @@ int cluster_kill(const Context& ctx, const std::string& node) {
   return 0;
 }
 
+int cluster_node_action(const Context& ctx, const std::string& action, const std::string& node) {
+  auto r = action == "restart" ? runtime::cluster_restart_node(ctx.layout, node)
+                               : runtime::cluster_set_link(ctx.layout, node, action == "heal");
+  if (!r) {
+    std::cerr << "ferry: cluster " << action << ": " << r.error().message << "\n";
+    return 1;
+  }
+  std::cout << r.value() << "\n";
+  return 0;
+}
+
 }  // namespace ferry::cli

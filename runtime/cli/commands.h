@@ -20,6 +20,8 @@ struct Context {
 int cluster_up(const Context& ctx, const runtime::ClusterUpOptions& options);
 int cluster_down(const Context& ctx);
 int cluster_kill(const Context& ctx, const std::string& node);
+// action: cut, heal or restart.
+int cluster_node_action(const Context& ctx, const std::string& action, const std::string& node);
 int nodes(const Context& ctx);
 int ping(const Context& ctx, const std::string& target, int count, int size);
 int checkpoint(int pid, const std::string& dir, bool leave_running);

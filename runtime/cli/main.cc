@@ -66,8 +66,14 @@ int main(int argc, char** argv) {
   up->add_option("--log-level", up_opts.log_level, "daemons' log level");
   auto* down = cl->add_subcommand("down", "stop every daemon and remove the cluster's namespaces and files");
   std::string kill_node;
-  auto* cl_kill = cl->add_subcommand("kill", "a node fails: SIGKILL its agent, its pager and their processes");
-  cl_kill->add_option("node", kill_node, "node name (n2)")->required();
+  auto* cl_kill = cl->add_subcommand("kill", "a node fails: SIGKILL its agent, its pager and their processes ('master': the master)");
+  cl_kill->add_option("node", kill_node, "node name (n2) or 'master'")->required();
+  auto* cl_cut = cl->add_subcommand("cut", "--netns clusters: take a node's network link down");
+  cl_cut->add_option("node", kill_node, "node name")->required();
+  auto* cl_heal = cl->add_subcommand("heal", "--netns clusters: bring a cut node's link up again");
+  cl_heal->add_option("node", kill_node, "node name")->required();
+  auto* cl_restart = cl->add_subcommand("restart", "start a node's agent and pager (or the master) again, killed or not");
+  cl_restart->add_option("node", kill_node, "node name or 'master'")->required();
 
   auto* nodes = app.add_subcommand("nodes", "list nodes with address, state and heartbeat age");
   nodes->add_flag("--json", json, "machine-readable output");
@@ -138,6 +144,9 @@ int main(int argc, char** argv) {
   if (up->parsed()) return ferry::cli::cluster_up(ctx, up_opts);
   if (down->parsed()) return ferry::cli::cluster_down(ctx);
   if (cl_kill->parsed()) return ferry::cli::cluster_kill(ctx, kill_node);
+  if (cl_cut->parsed()) return ferry::cli::cluster_node_action(ctx, "cut", kill_node);
+  if (cl_heal->parsed()) return ferry::cli::cluster_node_action(ctx, "heal", kill_node);
+  if (cl_restart->parsed()) return ferry::cli::cluster_node_action(ctx, "restart", kill_node);
   if (nodes->parsed()) return ferry::cli::nodes(ctx);
   if (ping->parsed()) return ferry::cli::ping(ctx, target, count, size);
   if (cp->parsed()) return ferry::cli::checkpoint(pid, dir, leave_running);

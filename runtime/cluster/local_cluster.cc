@@ -24,7 +24,7 @@ using Clock = std::chrono::steady_clock;
 
 json to_json(const ClusterManifest& m) {
   json daemons = json::array();
-  for (const auto& d : m.daemons) daemons.push_back({{"role", d.role}, {"node", d.node}, {"pid", d.pid}});
+  for (const auto& d : m.daemons) daemons.push_back({{"role", d.role}, {"node", d.node}, {"pid", d.pid}, {"args", d.args}});
   return {{"name", m.name},           {"netns", m.netns},   {"provider", m.provider},
           {"master", m.master_address}, {"nodes", m.nodes},   {"hosts", m.hosts},
           {"namespaces", m.namespaces}, {"hub", m.hub_namespace}, {"daemons", daemons}};
@@ -125,7 +125,8 @@ Result<ClusterManifest> read_manifest(const ClusterLayout& layout) {
     m.hosts = j.at("hosts").get<std::vector<std::string>>();
     m.namespaces = j.at("namespaces").get<std::vector<std::string>>();
     m.hub_namespace = j.at("hub");
-    for (const auto& d : j.at("daemons")) m.daemons.push_back({d.at("role"), d.at("node"), d.at("pid")});
+    for (const auto& d : j.at("daemons"))
+      m.daemons.push_back({d.at("role"), d.at("node"), d.at("pid"), d.value("args", std::vector<std::string>{})});
     return m;
   } catch (const std::exception& e) {
     return make_error(ErrorCode::kInvalid, layout.manifest().string() + " is damaged: " + e.what());
@@ -191,7 +192,7 @@ Result<ClusterManifest> cluster_up(const ClusterLayout& layout, const ClusterUpO
   if (o.dead_ms) args.insert(args.end(), {"--dead-ms", std::to_string(o.dead_ms)});
   auto master = spawn_daemon(bin / "ferry-master", args, master_dir / "master.log", o.netns ? topo.hub : "");
   if (!master) return abort(master.error());
-  m.daemons.push_back({"master", "", master.value()});
+  m.daemons.push_back({"master", "", master.value(), args});
   (void)write_manifest(layout, m);
   auto deadline = Clock::now() + std::chrono::seconds(10);
   while (m.master_address.empty()) {
@@ -206,6 +207,9 @@ Result<ClusterManifest> cluster_up(const ClusterLayout& layout, const ClusterUpO
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   progress("master listening at " + m.master_address);
+  // A restarted master listens where the nodes look for it.
+  m.daemons.back().args.insert(m.daemons.back().args.end(),
+                               {"--service", m.master_address.substr(m.master_address.rfind(':') + 1)});
 
   for (size_t i = 0; i < m.nodes.size(); ++i) {
     const std::string& node = m.nodes[i];
@@ -217,7 +221,7 @@ Result<ClusterManifest> cluster_up(const ClusterLayout& layout, const ClusterUpO
       auto pid = spawn_daemon(bin / (std::string("ferry-") + role), a, dir / (std::string(role) + ".log"),
                               o.netns ? topo.nodes[i] : "");
       if (!pid) return abort(pid.error());
-      m.daemons.push_back({role, node, pid.value()});
+      m.daemons.push_back({role, node, pid.value(), a});
     }
     (void)write_manifest(layout, m);
   }
@@ -284,9 +288,10 @@ Result<std::string> cluster_kill_node(const ClusterLayout& layout, const std::st
   auto m = read_manifest(layout);
   if (!m) return m.error();
   std::vector<int> daemons;
+  const std::string key = node == "master" ? "" : node;
   for (const auto& d : m.value().daemons)
-    if (d.node == node && is_ferry_daemon(d.pid)) daemons.push_back(d.pid);
-  if (std::find(m.value().nodes.begin(), m.value().nodes.end(), node) == m.value().nodes.end())
+    if (d.node == key && is_ferry_daemon(d.pid)) daemons.push_back(d.pid);
+  if (!key.empty() && std::find(m.value().nodes.begin(), m.value().nodes.end(), node) == m.value().nodes.end())
     return make_error(ErrorCode::kNotFound, "cluster " + layout.name() + " has no node " + node);
   if (daemons.empty()) return make_error(ErrorCode::kNotFound, "node " + node + " has no daemon running");
   std::vector<int> jobs;
@@ -297,6 +302,46 @@ Result<std::string> cluster_kill_node(const ClusterLayout& layout, const std::st
   std::ostringstream out;
   out << "node " << node << " killed: " << daemons.size() << " daemons and " << jobs.size() << " of their processes";
   return out.str();
+}
+
+Result<std::string> cluster_set_link(const ClusterLayout& layout, const std::string& node, bool up) {
+  auto m = read_manifest(layout);
+  if (!m) return m.error();
+  if (!m.value().netns)
+    return make_error(ErrorCode::kInvalid, "cluster " + layout.name() + " runs on loopback: only a --netns cluster's node can be cut");
+  if (std::find(m.value().nodes.begin(), m.value().nodes.end(), node) == m.value().nodes.end())
+    return make_error(ErrorCode::kNotFound, "cluster " + layout.name() + " has no node " + node);
+  NetnsTopology t = NetnsTopology::plan(layout.name(), int(m.value().nodes.size()));
+  if (Status s = set_node_link(t, node, up); !s) return s.error();
+  return "node " + node + (up ? " reconnected" : " cut off");
+}
+
+Result<std::string> cluster_restart_node(const ClusterLayout& layout, const std::string& node) {
+  auto m = read_manifest(layout);
+  if (!m) return m.error();
+  auto& nodes = m.value().nodes;
+  const std::string key = node == "master" ? "" : node;
+  auto at = std::find(nodes.begin(), nodes.end(), node);
+  if (!key.empty() && at == nodes.end())
+    return make_error(ErrorCode::kNotFound, "cluster " + layout.name() + " has no node " + node);
+  std::string netns;
+  if (m.value().netns) netns = key.empty() ? m.value().hub_namespace : m.value().namespaces[size_t(at - nodes.begin())];
+  std::vector<int> old;
+  for (const auto& d : m.value().daemons)
+    if (d.node == key && is_ferry_daemon(d.pid)) old.push_back(d.pid);
+  stop_daemons(old, std::chrono::seconds(3));
+  fs::path bin = own_bin_dir();
+  for (auto& d : m.value().daemons) {
+    if (d.node != key) continue;
+    if (d.args.empty()) return make_error(ErrorCode::kInvalid, "the manifest does not say how " + d.role + " " + node + " was started");
+    fs::path dir = layout.daemon_dir(key);
+    auto pid = spawn_daemon(bin / ("ferry-" + d.role), d.args, dir / (d.role + ".log"), netns);
+    if (!pid) return pid.error();
+    d.pid = pid.value();
+  }
+  if (Status s = write_manifest(layout, m.value()); !s) return s.error();
+  if (Status s = wait_until_ready(layout, m.value(), std::chrono::seconds(20)); !s) return s.error();
+  return "node " + node + " restarted";
 }
 
 }  // namespace ferry::runtime

@@ -37,6 +37,7 @@ struct DaemonRecord {
   std::string role;   // master, agent, pager
   std::string node;   // empty for the master
   int pid = 0;
+  std::vector<std::string> args;  // its command line after the binary (for a restart)
 };
 
 struct ClusterManifest {
@@ -60,6 +61,13 @@ Result<std::string> cluster_down(const ClusterLayout& layout);
 Result<ClusterManifest> read_manifest(const ClusterLayout& layout);
 // A node failing at once: its agent and pager get SIGKILL, and so does every process the agent
 // had started (its jobs); the shells its pager held die with the pager. Returns a summary.
+// `node` "master": the master alone.
 Result<std::string> cluster_kill_node(const ClusterLayout& layout, const std::string& node);
+// --netns clusters: the node's link down (cut) or up again (heal).
+Result<std::string> cluster_set_link(const ClusterLayout& layout, const std::string& node, bool up);
+// Starts the node's agent and pager again (killing them first if they still run), with the
+// same arguments, and waits until the master sees the node alive. `node` "master": the master,
+// at the same address (the nodes register again by themselves), then every node alive.
+Result<std::string> cluster_restart_node(const ClusterLayout& layout, const std::string& node);
 
 }  // namespace ferry::runtime
