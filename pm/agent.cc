@@ -80,6 +80,14 @@ Result<pid_t> launch(const std::vector<std::string>& argv, const std::string& cw
   return pid;
 }
 
+// A request the master did not answer: say what that means for the user.
+Error about_master(const Error& e) {
+  if (e.code != ErrorCode::kTimeout && e.code != ErrorCode::kUnavailable && e.code != ErrorCode::kUnreachable) return e;
+  return make_error(ErrorCode::kUnavailable, "the master is unreachable (" + e.message +
+                                                 "): running jobs keep running, but new jobs, migrations and lookups "
+                                                 "are refused until it is back");
+}
+
 std::string join(const std::vector<std::string>& v) {
   std::string s;
   for (const auto& x : v) s += (s.empty() ? "" : " ") + x;
@@ -118,7 +126,7 @@ void Agent::serve() {
     port_.call<wire::LookupProcess, wire::ProcessInfo>(
         "master", [&](wire::LookupProcess::Builder b) { b.setGpid(gpid); },
         [held](Result<dipc::Message<wire::ProcessInfo>> r) {
-          if (!r) return held->fail(r.error());
+          if (!r) return held->fail(about_master(r.error()));
           held->relay(r.value().inbound());
         });
   });
@@ -171,7 +179,7 @@ void Agent::run(dipc::Request& req) {
       [this, held, p = pid.value(), uid, output](Result<dipc::Message<wire::RegisterReply>> rep) {
         if (!rep) {
           ::kill(p, SIGKILL);
-          return held->fail(rep.error().code, "the master did not give a gpid: " + rep.error().message);
+          return held->fail(about_master(rep.error()));
         }
         uint64_t gpid = rep.value().get().getGpid();
         Job& job = jobs_[gpid];
@@ -195,7 +203,7 @@ void Agent::with_process(dipc::Request& req, uint64_t gpid,
   port_.call<wire::LookupProcess, wire::ProcessInfo>(
       "master", [&](wire::LookupProcess::Builder b) { b.setGpid(gpid); },
       [held, gpid, then = std::move(then)](Result<dipc::Message<wire::ProcessInfo>> r) {
-        if (!r) return held->fail(r.error());
+        if (!r) return held->fail(about_master(r.error()));
         auto info = r.value().get();
         if (!held->caller().is_root() && info.getUid() != held->caller().uid)
           return held->fail(ErrorCode::kUnauthorized, "gpid " + std::to_string(gpid) + " belongs to uid " +
@@ -256,7 +264,7 @@ void Agent::read_output(dipc::Request& req) {
   port_.call<wire::LookupProcess, wire::ProcessInfo>(
       "master", [&](wire::LookupProcess::Builder b) { b.setGpid(gpid); },
       [held, offset](Result<dipc::Message<wire::ProcessInfo>> rep) {
-        if (!rep) return held->fail(rep.error());
+        if (!rep) return held->fail(about_master(rep.error()));
         auto info = rep.value().get();
         if (!held->caller().is_root() && info.getUid() != held->caller().uid)
           return held->fail(ErrorCode::kUnauthorized, "gpid " + std::to_string(info.getGpid()) + " is not yours");
@@ -280,7 +288,7 @@ void Agent::list(dipc::Request& req) {
   port_.call<wire::ListProcesses, wire::ProcessList>(
       "master", [](auto) {},
       [this, held](Result<dipc::Message<wire::ProcessList>> r) {
-        if (!r) return held->fail(r.error());
+        if (!r) return held->fail(about_master(r.error()));
         auto list = r.value().get().getProcesses();
         held->reply<wire::ProcessList>([&](wire::ProcessList::Builder b) {
           auto out = b.initProcesses(list.size());
@@ -347,8 +355,15 @@ void Agent::report_end(uint64_t gpid, int status, bool lost, const std::string& 
         b.setLost(lost);
         b.setReason(reason);
       },
-      [this, gpid](Result<dipc::Message<dipc::wire::Empty>> r) {
-        if (!r) spdlog::warn("{}: gpid {}: the master did not take its end: {}", port_.name(), gpid, r.error().message);
+      [this, gpid, status, lost, reason](Result<dipc::Message<dipc::wire::Empty>> r) {
+        if (r) return;
+        if (r.error().code == ErrorCode::kRefused || r.error().code == ErrorCode::kNotFound)
+          return spdlog::warn("{}: gpid {}: the master did not take its end: {}", port_.name(), gpid, r.error().message);
+        // The master is away: it must still learn how the job ended (`ferry wait` asks it).
+        spdlog::warn("{}: gpid {}: the master did not take its end ({}); telling it again in 500 ms", port_.name(), gpid,
+                     r.error().message);
+        port_.loop().after(std::chrono::milliseconds(500),
+                           [this, gpid, status, lost, reason] { report_end(gpid, status, lost, reason); });
       });
 }
 

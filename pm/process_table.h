@@ -10,10 +10,15 @@
 //   for every migration exactly one of "committed" and "cancelled" holds, and a source that
 //   lost track of its destination learns which.
 // - Served on the master's port; any authenticated daemon may report, a user may list.
+// - Durable: with a `store` file, every change is written there (atomically, before the reply
+//   that depends on it), and a new table loads it: a restarted master knows every job, every
+//   exit status and every commit/cancel decision its predecessor had answered.
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 
@@ -24,7 +29,8 @@ namespace ferry::pm {
 
 class ProcessTable {
  public:
-  explicit ProcessTable(dipc::Port& port);
+  // `store`: where the table is kept ("" keeps it in memory only). Fails if it is unreadable.
+  static Result<std::unique_ptr<ProcessTable>> open(dipc::Port& port, std::filesystem::path store);
 
   struct Entry {
     uint64_t gpid = 0;
@@ -36,14 +42,20 @@ class ProcessTable {
     int32_t exit_status = 0;
   };
   const Entry* find(uint64_t gpid) const;
+  // Nodes holding jobs that are running or migrating.
+  std::set<std::string> nodes_with_jobs() const;
   // The jobs on a node that died are lost with that reason.
   void node_died(const std::string& node, const std::string& why);
   static void fill(const Entry& e, wire::ProcessInfo::Builder out);
 
  private:
+  ProcessTable(dipc::Port& port, std::filesystem::path store);
   void serve();
+  Status load();
+  void save();  // logs an error if the store cannot be written
 
   dipc::Port& port_;
+  std::filesystem::path store_;
   uint64_t next_gpid_ = 1;
   std::map<uint64_t, Entry> entries_;
   std::set<std::string> committed_, cancelled_;  // migration ids

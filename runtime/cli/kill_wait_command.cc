@@ -63,10 +63,17 @@ int wait_job(const Context& ctx, uint64_t gpid) {
     return 1;
   }
   int failures = 0;
+  bool master_away = false;
   for (;;) {
     auto r = client.value()->call<pm::wire::LookupProcess, pm::wire::ProcessInfo>(
         [&](pm::wire::LookupProcess::Builder b) { b.setGpid(gpid); }, std::chrono::seconds(5));
     if (!r) {
+      // The master away: the job goes on and so does the wait (it learns the end when it is back).
+      if (r.error().message.find("the master is unreachable") != std::string::npos) {
+        if (!master_away) std::cerr << "ferry: wait: " << r.error().message << "; still waiting\n";
+        master_away = true;
+        continue;
+      }
       if (!transient(r.error()) || ++failures > 5) {
         std::cerr << "ferry: wait: " << r.error().message << "\n";
         return 1;
@@ -75,6 +82,8 @@ int wait_job(const Context& ctx, uint64_t gpid) {
         if (auto again = connect_agent(ctx)) client = std::move(again);
     } else {
       failures = 0;
+      if (master_away) std::cerr << "ferry: wait: the master is back\n";
+      master_away = false;
       auto info = r.value().get();
       if (info.getState() == pm::wire::ProcessState::EXITED) {
         std::cout << fmt::format("gpid {} exited with status {}\n", gpid, info.getExitStatus());
