@@ -97,3 +97,28 @@ struct PingPortReply {
   rttUs @2 :List(Float64);
   lastError @3 :Text;
 }
+
+# Fault injection (dipc/faults.h): served by every port on its control socket, root only.
+struct SetFault {
+  point @0 :Text;                # "offer", "page-reply", ...
+  action @1 :Text;               # crash, drop, delay, duplicate
+  delayMs @2 :UInt32;            # for delay
+  count @3 :UInt32;              # firings; 0: every time
+}
+
+struct ClearFaults {
+  point @0 :Text;                # empty: every rule
+}
+
+struct ListFaults {}
+
+struct FaultList {
+  port @0 :Text;
+  points @1 :List(FaultPointInfo);
+  struct FaultPointInfo {
+    name @0 :Text;
+    site @1 :Text;               # request-in, reply-in, reply-out, local
+    description @2 :Text;
+    armed @3 :Text;              # "" or "delay 200 ms x1"
+  }
+}

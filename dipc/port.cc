@@ -139,7 +139,7 @@ void PortCore::call(const std::string& to, uint64_t type, std::string type_name,
     return fail_soon(make_error(s.error().code, request_label(id, type_name, to) + ": " + s.error().message));
 
   auto timeout = options.timeout.count() > 0 ? options.timeout : options_.request_timeout;
-  Pending p{to, std::move(type_name), timeout, std::move(done), 0};
+  Pending p{to, std::move(type_name), type, timeout, std::move(done), 0};
   std::weak_ptr<PortCore> weak = weak_from_this();
   p.timer = loop_.after(timeout, [weak, id] {
     auto core = weak.lock();
@@ -250,12 +250,50 @@ void PortCore::on_frame(std::span<const std::byte> bytes, uint64_t local_conn) {
   auto in = open_frame(bytes, local_conn ? nullptr : &*key_);
   if (!in) return count_bad(in.error(), local_conn);
   try {
+    if (faults_->armed() && inject_inbound(bytes, *in.value(), local_conn)) return;
     dispatch(std::move(in).value(), local_conn);
   } catch (const kj::Exception& e) {
     count_bad(make_error(ErrorCode::kBadMessage, e.getDescription().cStr()), local_conn);
   } catch (const std::exception& e) {
     spdlog::error("port {}: handler failed: {}", options_.name, e.what());
   }
+}
+
+bool PortCore::inject_inbound(std::span<const std::byte> bytes, const Inbound& in, uint64_t local_conn) {
+  auto env = in.envelope();
+  bool reply = env.getKind() == wire::Envelope::Kind::REPLY;
+  uint64_t type = env.getBodyType();
+  std::string what;
+  if (reply) {
+    auto it = pending_.find(env.getRequestId());
+    if (it == pending_.end()) return false;
+    type = it->second.type;
+    what = "the reply to " + it->second.type_name + " from " + it->second.to;
+  } else {
+    what = "a request from " + std::string(env.getFrom().cStr());
+  }
+  auto rule = faults_->take(reply ? FaultSite::kReplyIn : FaultSite::kRequestIn, type, options_.name);
+  if (!rule) return false;
+  spdlog::warn("port {}: fault injected at {}: {} {}", options_.name, rule->point, fault_action_name(rule->action), what);
+  std::weak_ptr<PortCore> weak = weak_from_this();
+  auto again = [weak, copy = std::vector<std::byte>(bytes.begin(), bytes.end()), local_conn] {
+    auto core = weak.lock();
+    if (!core || core->closed_) return;
+    auto in = open_frame(copy, local_conn ? nullptr : &*core->key_);
+    if (!in) return;
+    try {
+      core->dispatch(std::move(in).value(), local_conn);
+    } catch (const kj::Exception& e) {
+      core->count_bad(make_error(ErrorCode::kBadMessage, e.getDescription().cStr()), local_conn);
+    }
+  };
+  switch (rule->action) {
+    case FaultAction::kCrash: FaultPlan::crash(options_.name, rule->point);
+    case FaultAction::kDrop: return true;
+    case FaultAction::kDelay: loop_.after(rule->delay, again); return true;
+    case FaultAction::kDuplicate: loop_.post(again); return false;  // now, and once more after
+  }
+  return false;
 }
 
 void PortCore::dispatch(std::unique_ptr<Inbound> in, uint64_t local_conn) {
@@ -344,18 +382,43 @@ void PortCore::answer(const Request& request, uint64_t type,
                   request.caller_.port, s.error().message);
     return;
   }
+  int copies = 1;
+  if (faults_->armed())
+    if (auto rule = faults_->take(FaultSite::kReplyOut, req.getBodyType(), options_.name)) {
+      spdlog::warn("port {}: fault injected at {}: {} the reply to request {} from {}", options_.name, rule->point,
+                   fault_action_name(rule->action), req.getRequestId(), request.caller_.port);
+      switch (rule->action) {
+        case FaultAction::kCrash: FaultPlan::crash(options_.name, rule->point);
+        case FaultAction::kDrop: return;
+        case FaultAction::kDuplicate: copies = 2; break;
+        case FaultAction::kDelay: {
+          std::weak_ptr<PortCore> weak = weak_from_this();
+          loop_.after(rule->delay, [weak, frame, conn = request.local_conn_, address = request.reply_address_,
+                                    to = request.caller_.port] {
+            auto core = weak.lock();
+            if (core && !core->closed_) core->send_reply_frame(frame, conn, address, to);
+          });
+          return;
+        }
+      }
+    }
+  for (int i = 0; i < copies; ++i) send_reply_frame(frame, request.local_conn_, request.reply_address_, request.caller_.port);
+}
+
+void PortCore::send_reply_frame(std::vector<std::byte> frame, uint64_t local_conn, const std::string& reply_address,
+                                const std::string& to) {
   counters_.sent++;
-  if (local) {
-    send_local(request.local_conn_, frame);
+  if (local_conn) {
+    send_local(local_conn, frame);
     return;
   }
-  auto peer = fabric_->peer(request.reply_address_);
+  auto peer = fabric_->peer(reply_address);
   if (!peer) {
-    spdlog::warn("port {}: cannot answer {}: {}", options_.name, request.caller_.port, peer.error().message);
+    spdlog::warn("port {}: cannot answer {}: {}", options_.name, to, peer.error().message);
     return;
   }
   fabric_->send(peer.value(), std::move(frame), std::chrono::steady_clock::now() + options_.request_timeout,
-                [name = options_.name, to = request.caller_.port](Status s) {
+                [name = options_.name, to](Status s) {
                   if (!s) spdlog::warn("port {}: reply to {} was not delivered: {}", name, to, s.error().message);
                 });
 }
@@ -386,6 +449,9 @@ PortCounters Port::counters() const { return core_->counters_; }
 bool Port::registered() const { return core_->registered_; }
 
 void Port::serve_raw(uint64_t type, Handler handler) { core_->handlers_[type] = std::move(handler); }
+FaultPlan& Port::faults() { return *core_->faults_; }
+void Port::share_faults(std::shared_ptr<FaultPlan> plan) { core_->faults_ = std::move(plan); }
+std::shared_ptr<FaultPlan> Port::fault_plan() const { return core_->faults_; }
 
 void Port::call_raw(const std::string& to, uint64_t type, std::string type_name, const BodyFill& fill,
                     RawDone done, CallOptions options) {

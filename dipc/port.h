@@ -37,6 +37,7 @@
 #include "dipc/dipc.capnp.h"
 #include "dipc/event_loop.h"
 #include "dipc/fabric.h"
+#include "dipc/faults.h"
 #include "dipc/frame.h"
 #include "dipc/status.h"
 
@@ -107,6 +108,9 @@ class Request {
   void fail(ErrorCode code, std::string message);
   void fail(const Error& e) { fail(e.code, e.message); }
   bool answered() const { return answered_; }
+  // Never answers (a duplicate of a request already being handled: the caller waits for the
+  // first one's answer).
+  void discard() { answered_ = true; }
 
  private:
   friend class PortCore;
@@ -184,6 +188,17 @@ class Port {
   void forget(const std::string& name);
   // Tells the master this port is going away (when registered), then calls `then`.
   void unregister(std::function<void()> then);
+
+  // Fault injection (dipc/faults.h): the rules this port applies; SetFault, ClearFaults and
+  // ListFaults on the control socket (root) change and show them. Ports of one daemon may share
+  // one plan (the pager's two ports).
+  FaultPlan& faults();
+  void share_faults(std::shared_ptr<FaultPlan> plan);
+  std::shared_ptr<FaultPlan> fault_plan() const;
+  template <class Req>
+  void fault_point(std::string name, FaultSite site, std::string description) {
+    faults().declare(FaultPoint{std::move(name), site, capnp::typeId<Req>(), std::move(description), this->name()});
+  }
 
   // Type-erased forms behind the templates.
   void serve_raw(uint64_t type, Handler handler);

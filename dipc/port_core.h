@@ -28,6 +28,8 @@ class PortCore : public std::enable_shared_from_this<PortCore> {
               const std::function<void(capnp::AnyPointer::Builder)>& fill, const Error* error,
               const Inbound* relay);
   void on_frame(std::span<const std::byte> bytes, uint64_t local_conn);
+  void send_reply_frame(std::vector<std::byte> frame, uint64_t local_conn, const std::string& reply_address,
+                        const std::string& to);
 
   // Control socket (control_socket.cc).
   Status open_control_socket();
@@ -53,11 +55,13 @@ class PortCore : public std::enable_shared_from_this<PortCore> {
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   uint32_t uid_ = 0;
   std::optional<size_t> progress_id_;
+  std::shared_ptr<FaultPlan> faults_ = std::make_shared<FaultPlan>();
 
  private:
   struct Pending {
     std::string to;
     std::string type_name;
+    uint64_t type = 0;
     std::chrono::milliseconds timeout;
     Port::RawDone done;
     EventLoop::TimerId timer = 0;
@@ -71,6 +75,8 @@ class PortCore : public std::enable_shared_from_this<PortCore> {
   void send_request(uint64_t id, const std::string& address);
   void finish(uint64_t id, Result<std::unique_ptr<Inbound>> result);
   void dispatch(std::unique_ptr<Inbound> in, uint64_t local_conn);
+  // An armed fault for this inbound frame: applies it; true if the frame was consumed.
+  bool inject_inbound(std::span<const std::byte> bytes, const Inbound& in, uint64_t local_conn);
   void count_bad(const Error& e, uint64_t local_conn);
   void accept_local();
   void read_local(uint64_t conn);

@@ -105,6 +105,52 @@ void PortCore::serve_builtins() {
     run->request = std::make_shared<Request>(std::move(req));
     run->next();
   };
+
+  // Fault injection: root on the control socket only.
+  auto privileged = [](Request& req) {
+    if (req.caller().local && req.caller().is_root()) return true;
+    req.fail(ErrorCode::kUnauthorized, "fault injection is for root on the node's control socket");
+    return false;
+  };
+  handlers_[capnp::typeId<wire::SetFault>()] = [weak, privileged](Request& req) {
+    auto core = weak.lock();
+    if (!core || !privileged(req)) return;
+    auto b = req.body<wire::SetFault>();
+    auto action = parse_fault_action(b.getAction());
+    if (!action) return req.fail(ErrorCode::kInvalid, std::string("no fault action '") + b.getAction().cStr() +
+                                                          "' (crash, drop, delay, duplicate)");
+    FaultRule rule{b.getPoint(), *action, std::chrono::milliseconds(b.getDelayMs()), b.getCount()};
+    if (Status st = core->faults_->set(rule); !st) return req.fail(st.error());
+    spdlog::warn("port {}: fault set: {} at {}", core->options_.name, b.getAction().cStr(), b.getPoint().cStr());
+    req.reply<wire::Empty>([](auto) {});
+  };
+  handlers_[capnp::typeId<wire::ClearFaults>()] = [weak, privileged](Request& req) {
+    auto core = weak.lock();
+    if (!core || !privileged(req)) return;
+    core->faults_->clear(req.body<wire::ClearFaults>().getPoint());
+    req.reply<wire::Empty>([](auto) {});
+  };
+  handlers_[capnp::typeId<wire::ListFaults>()] = [weak](Request& req) {
+    auto core = weak.lock();
+    if (!core) return;
+    const auto& points = core->faults_->points();
+    auto rules = core->faults_->rules();
+    req.reply<wire::FaultList>([&](wire::FaultList::Builder b) {
+      b.setPort(core->options_.name);
+      auto out = b.initPoints(uint32_t(points.size()));
+      for (uint32_t i = 0; i < points.size(); ++i) {
+        static const char* kSites[] = {"request-in", "reply-in", "reply-out", "local"};
+        out[i].setName(points[i].name);
+        out[i].setSite(kSites[int(points[i].site)]);
+        out[i].setDescription(points[i].description);
+        for (const auto& r : rules)
+          if (r.point == points[i].name)
+            out[i].setArmed(std::string(fault_action_name(r.action)) +
+                            (r.action == FaultAction::kDelay ? " " + std::to_string(r.delay.count()) + " ms" : "") +
+                            (r.count == 0 ? " always" : " x" + std::to_string(r.count)));
+      }
+    });
+  };
 }
 
 void PortCore::start_registration() {

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <algorithm>
 #include <fstream>
 
 #include "dipc/local_client.h"
@@ -99,6 +100,14 @@ std::string join(const std::vector<std::string>& v) {
 Agent::Agent(dipc::Port& port, AgentOptions options) : port_(port), options_(std::move(options)) {
   std::error_code ec;
   std::filesystem::create_directories(options_.state_dir / "jobs", ec);
+  port_.fault_point<wire::Offer>("offer", dipc::FaultSite::kRequestIn,
+                                 "destination agent: the offer arrives (step 2; install follows)");
+  port_.fault_point<wire::CommitMigration>("commit", dipc::FaultSite::kReplyIn,
+                                           "destination agent: the master's answer to its commit arrives (step 4)");
+  port_.fault_point<wire::SignalProcess>("forward", dipc::FaultSite::kRequestIn,
+                                         "an agent: a signal routed or forwarded to its job arrives");
+  port_.faults().declare({"freeze", dipc::FaultSite::kLocal, 0, "source agent: the job was just frozen (step 1)", ""});
+  port_.faults().declare({"resume", dipc::FaultSite::kLocal, 0, "destination agent: committed, about to resume (step 5)", ""});
   serve();
   reaper_ = port_.loop().every(std::chrono::milliseconds(20), [this] { reap(); });
 }
@@ -232,7 +241,16 @@ void Agent::signal(dipc::Request& req) {
   if (sig <= 0 || sig >= NSIG) return req.fail(ErrorCode::kInvalid, "no signal " + std::to_string(sig));
   // From another agent: it already checked the caller's rights; deliver if the job is here.
   if (!req.caller().local && req.from().rfind("agent@", 0) == 0) {
+    std::string forward = r.getForwardId();
+    if (!forward.empty() && std::find(forwards_seen_.begin(), forwards_seen_.end(), forward) != forwards_seen_.end()) {
+      spdlog::info("{}: gpid {}: signal {} ({}) was delivered already", port_.name(), gpid, sig, forward);
+      return req.reply<dipc::wire::Empty>([](auto) {});
+    }
     if (auto it = jobs_.find(gpid); it != jobs_.end()) {
+      if (!forward.empty()) {
+        forwards_seen_.push_back(forward);
+        if (forwards_seen_.size() > 4096) forwards_seen_.pop_front();
+      }
       deliver(it->second, sig);
       return req.reply<dipc::wire::Empty>([](auto) {});
     }

@@ -59,6 +59,7 @@ class Agent {
     std::string import_label;  // the pager import that serves its memory, if any
   };
   struct Migration;
+  struct Installed;  // the destination's side of a migration, installed, until it runs or is undone
 
   void serve();
   void run(dipc::Request& req);
@@ -79,6 +80,11 @@ class Agent {
   void end_migration(std::shared_ptr<Migration> m, Status outcome);
   void watch_destination(std::shared_ptr<Migration> m);
   void settle_unknown(std::shared_ptr<Migration> m, Error e);
+  void forward_signals(const std::string& to, uint64_t gpid, const std::string& migration,
+                       std::shared_ptr<std::deque<int>> signals, size_t next, int attempt);
+  // The destination's commit did not answer: the master decides (resume here or undo).
+  void settle_commit(std::shared_ptr<Installed> in, Error e);
+  void resume_installed(std::shared_ptr<Installed> in, double commit_ms);
   void reap();
   void report_end(uint64_t gpid, int status, bool lost, const std::string& reason);
   // The local pager: its failure reason for an import ("" if it did not fail), and a request.
@@ -88,6 +94,8 @@ class Agent {
   dipc::Port& port_;
   AgentOptions options_;
   std::map<uint64_t, Job> jobs_;
+  std::set<std::string> offers_seen_;              // migration ids offered here (a duplicate is ignored)
+  std::deque<std::string> forwards_seen_;           // forwarded signal ids delivered here, latest last
   std::set<pid_t> shells_;  // frozen processes handed to the pager: reaped when it ends them
   uint64_t next_migration_ = 1;
   dipc::EventLoop::TimerId reaper_ = 0;

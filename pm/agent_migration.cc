@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <thread>
 
 #include "dipc/local_client.h"
 #include "pm/agent.h"
@@ -23,7 +24,7 @@ using Clock = std::chrono::steady_clock;
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kUffdFeatures = UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP |
                                    UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_THREAD_ID;
-constexpr auto kOfferTimeout = std::chrono::seconds(10);  // an install takes tens of ms; a silent destination is asked about at the master after this
+constexpr auto kOfferTimeout = std::chrono::seconds(5);  // an install takes tens of ms; a silent destination is asked about at the master after this
 
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
@@ -34,15 +35,29 @@ uint64_t mem_available_bytes() {
   return 0;
 }
 
-// A blocking request to this node's pager over its control socket.
+// A blocking request to this node's pager over its control socket. Short: the agent's loop
+// (and its heartbeats) waits meanwhile.
 template <class Req, class Rep>
 Result<dipc::Message<Rep>> ask_pager(const std::filesystem::path& socket, const std::function<void(typename Req::Builder)>& fill) {
   auto c = dipc::LocalClient::connect(socket);
   if (!c) return c.error();
-  return c.value()->template call<Req, Rep>(fill, std::chrono::seconds(10));
+  return c.value()->template call<Req, Rep>(fill, std::chrono::seconds(2));
 }
 
 }  // namespace
+
+constexpr int kForwardAttempts = 20;  // 500 ms apart
+
+struct Agent::Installed {
+  std::shared_ptr<dipc::Request> req;
+  std::shared_ptr<RestoredProcess> proc;
+  UniqueFd uffd;
+  uint64_t gpid = 0;
+  uint32_t uid = 0;
+  std::string id, label, from;
+  double install_ms = 0;
+  Clock::time_point t_commit;
+};
 
 struct Agent::Migration {
   std::string id, to;
@@ -130,6 +145,10 @@ void Agent::start_migration(std::shared_ptr<dipc::Request> req, Job& job, const 
   auto frozen = FrozenProcess::freeze(job.pid);
   if (!frozen) return refuse(frozen.error().code, frozen.error().message);
   m->frozen = std::move(frozen).value();
+  if (auto f = port_.faults().take("freeze"); f && f->action == dipc::FaultAction::kCrash)
+    dipc::FaultPlan::crash(port_.name(), "freeze");
+  else if (f)
+    std::this_thread::sleep_for(f->delay);  // the job stays frozen that much longer
   double freeze_ms = ms_since(m->t0);
   // Step 2: capture and export.
   auto image = m->message.initRoot<wire::ProcessImage>();
@@ -205,9 +224,9 @@ void Agent::start_migration(std::shared_ptr<dipc::Request> req, Job& job, const 
           m->commit_ms = rep.value().get().getCommitMs();
           return end_migration(m, Status::Ok());
         }
-        Error e = rep.error();
-        if (e.code != ErrorCode::kTimeout && e.code != ErrorCode::kUnreachable) return end_migration(m, e);
-        settle_unknown(m, e);
+        // Whatever the destination said (or did not), the master's commit point decides: a
+        // refusal may race with a commit (a duplicated offer, a lost commit reply).
+        settle_unknown(m, rep.error());
       },
       dipc::CallOptions{std::chrono::duration_cast<std::chrono::milliseconds>(kOfferTimeout), std::nullopt});
   watch_destination(m);
@@ -252,6 +271,38 @@ void Agent::settle_unknown(std::shared_ptr<Migration> m, Error e) {
       });
 }
 
+// In order, one at a time; a signal whose forwarding timed out is sent again with the same id
+// (the destination delivers an id once), for as long as the destination may come back.
+void Agent::forward_signals(const std::string& to, uint64_t gpid, const std::string& migration,
+                            std::shared_ptr<std::deque<int>> signals, size_t next, int attempt) {
+  if (next >= signals->size()) return;
+  int sig = (*signals)[next];
+  std::string id = migration + "/" + std::to_string(next);
+  port_.call<wire::SignalProcess, dipc::wire::Empty>(
+      "agent@" + to,
+      [&](wire::SignalProcess::Builder b) {
+        b.setGpid(gpid);
+        b.setSignal(sig);
+        b.setForwardId(id);
+      },
+      [this, to, gpid, migration, signals, next, attempt, sig, id](Result<dipc::Message<dipc::wire::Empty>> r) {
+        if (r) return forward_signals(to, gpid, migration, signals, next + 1, 0);
+        bool again = (r.error().code == ErrorCode::kTimeout || r.error().code == ErrorCode::kUnreachable ||
+                      r.error().code == ErrorCode::kUnknownPort) &&
+                     attempt < kForwardAttempts;
+        if (!again) {
+          spdlog::error("{}: gpid {}: forwarding signal {} ({}) to {} failed: {}", port_.name(), gpid, sig, id, to,
+                        r.error().message);
+          return forward_signals(to, gpid, migration, signals, next + 1, 0);
+        }
+        spdlog::warn("{}: gpid {}: forwarding signal {} ({}) to {}: {}; sending it again", port_.name(), gpid, sig, id, to,
+                     r.error().message);
+        port_.loop().after(std::chrono::milliseconds(500), [this, to, gpid, migration, signals, next, attempt] {
+          forward_signals(to, gpid, migration, signals, next, attempt + 1);
+        });
+      });
+}
+
 void Agent::end_migration(std::shared_ptr<Migration> m, Status outcome) {
   if (m->settled) return;
   m->settled = true;
@@ -291,16 +342,7 @@ void Agent::end_migration(std::shared_ptr<Migration> m, Status outcome) {
   std::deque<int> queued = std::move(job.queued);
   uint64_t gpid = m->gpid;
   jobs_.erase(it);
-  for (int sig : queued)
-    port_.call<wire::SignalProcess, dipc::wire::Empty>(
-        "agent@" + m->to,
-        [&](wire::SignalProcess::Builder b) {
-          b.setGpid(gpid);
-          b.setSignal(sig);
-        },
-        [this, gpid, sig](Result<dipc::Message<dipc::wire::Empty>> r) {
-          if (!r) spdlog::error("{}: gpid {}: forwarding signal {} failed: {}", port_.name(), gpid, sig, r.error().message);
-        });
+  forward_signals(m->to, gpid, m->id, std::make_shared<std::deque<int>>(queued), 0, 0);
   double stood = ms_since(m->t0);
   spdlog::info("{}: {} committed: {} -> {} (pid {}), stood still {:.1f} ms; {} queued signals forwarded", port_.name(),
                label, options_.node, m->to, m->new_pid, stood, queued.size());
@@ -327,6 +369,10 @@ void Agent::offer(dipc::Request& req) {
   std::string id = o.getMigrationId();
   uint64_t gpid = o.getGpid();
   std::string label = "gpid " + std::to_string(gpid) + " migration " + id;
+  if (!offers_seen_.insert(id).second) {
+    spdlog::warn("{}: {}: a second copy of its offer, ignored", port_.name(), label);
+    return req.discard();
+  }
   // The image, in words of its own.
   auto data = o.getImage();
   if (data.size() % sizeof(capnp::word) != 0 || data.size() == 0) return req.fail(ErrorCode::kBadMessage, "offer with a malformed image");
@@ -391,41 +437,78 @@ void Agent::offer(dipc::Request& req) {
   double install_ms = ms_since(t0);
   spdlog::info("{}: {}: installed as pid {} in {:.1f} ms; committing", port_.name(), label, proc->pid(), install_ms);
   // Step 4: commit at the master; only then does it run here.
-  auto held = std::make_shared<dipc::Request>(std::move(req));
-  auto shared_uffd = std::make_shared<UniqueFd>(std::move(uffd));
-  auto t_commit = Clock::now();
-  uint32_t uid = o.getUid();
-  std::string from = o.getFrom();
+  auto in = std::make_shared<Installed>();
+  in->req = std::make_shared<dipc::Request>(std::move(req));
+  in->proc = std::move(proc);
+  in->uffd = std::move(uffd);
+  in->gpid = gpid;
+  in->uid = o.getUid();
+  in->id = id;
+  in->label = label;
+  in->from = o.getFrom();
+  in->install_ms = install_ms;
+  in->t_commit = Clock::now();
   port_.call<wire::CommitMigration, dipc::wire::Empty>(
       "master",
       [&](wire::CommitMigration::Builder b) {
         b.setGpid(gpid);
         b.setMigrationId(id);
-        b.setFrom(from);
+        b.setFrom(in->from);
         b.setTo(options_.node);
-        b.setPid(uint32_t(proc->pid()));
+        b.setPid(uint32_t(in->proc->pid()));
       },
-      [this, held, proc, shared_uffd, gpid, uid, label, install_ms, t_commit](Result<dipc::Message<dipc::wire::Empty>> r) {
-        if (!r) {
-          spdlog::info("{}: {}: commit refused, the install is undone: {}", port_.name(), label, r.error().message);
-          return held->fail(ErrorCode::kRefused, "the master did not commit: " + r.error().message);
+      [this, in](Result<dipc::Message<dipc::wire::Empty>> r) {
+        if (r) return resume_installed(in, ms_since(in->t_commit));
+        if (r.error().code == ErrorCode::kRefused || r.error().code == ErrorCode::kNotFound) {
+          spdlog::info("{}: {}: commit refused, the install is undone: {}", port_.name(), in->label, r.error().message);
+          return in->req->fail(ErrorCode::kRefused, "the master did not commit: " + r.error().message);
         }
-        double commit_ms = ms_since(t_commit);
-        if (Status s = proc->start(); !s) spdlog::error("{}: {}: resume failed: {}", port_.name(), label, s.error().message);
-        Job& job = jobs_[gpid];
-        job.gpid = gpid;
-        job.pid = proc->pid();
-        job.uid = uid;
-        job.label = "gpid " + std::to_string(gpid);
-        job.uffd = std::move(*shared_uffd);
-        job.import_label = label;
-        spdlog::info("{}: {}: committed and resumed as pid {}", port_.name(), label, job.pid);
-        held->reply<wire::OfferReply>([&](wire::OfferReply::Builder b) {
-          b.setPid(uint32_t(job.pid));
-          b.setInstallMs(install_ms);
-          b.setCommitMs(commit_ms);
-        });
+        settle_commit(in, r.error());
       });
+}
+
+// The master may have committed without our hearing it: asking it to cancel settles which.
+// Until it answers, the installed process stays frozen here (running it could make two).
+void Agent::settle_commit(std::shared_ptr<Installed> in, Error e) {
+  spdlog::warn("{}: {}: the commit did not answer ({}); asking the master whether it holds", port_.name(), in->label,
+               e.message);
+  port_.call<wire::CancelMigration, wire::CancelReply>(
+      "master",
+      [&](wire::CancelMigration::Builder b) {
+        b.setGpid(in->gpid);
+        b.setMigrationId(in->id);
+      },
+      [this, in, e](Result<dipc::Message<wire::CancelReply>> c) {
+        if (!c) {
+          port_.loop().after(std::chrono::milliseconds(500), [this, in, e] { settle_commit(in, e); });
+          return;
+        }
+        if (c.value().get().getCommitted()) return resume_installed(in, ms_since(in->t_commit));
+        spdlog::info("{}: {}: the master cancelled it, the install is undone", port_.name(), in->label);
+        in->req->fail(ErrorCode::kRefused, "the commit did not answer (" + e.message + ") and the master cancelled it");
+      });
+}
+
+// Step 5 here: the job runs on this node.
+void Agent::resume_installed(std::shared_ptr<Installed> in, double commit_ms) {
+  if (auto f = port_.faults().take("resume"); f && f->action == dipc::FaultAction::kCrash)
+    dipc::FaultPlan::crash(port_.name(), "resume");
+  else if (f)
+    std::this_thread::sleep_for(f->delay);
+  if (Status s = in->proc->start(); !s) spdlog::error("{}: {}: resume failed: {}", port_.name(), in->label, s.error().message);
+  Job& job = jobs_[in->gpid];
+  job.gpid = in->gpid;
+  job.pid = in->proc->pid();
+  job.uid = in->uid;
+  job.label = "gpid " + std::to_string(in->gpid);
+  job.uffd = std::move(in->uffd);
+  job.import_label = in->label;
+  spdlog::info("{}: {}: committed and resumed as pid {}", port_.name(), in->label, job.pid);
+  in->req->reply<wire::OfferReply>([&](wire::OfferReply::Builder b) {
+    b.setPid(uint32_t(job.pid));
+    b.setInstallMs(in->install_ms);
+    b.setCommitMs(commit_ms);
+  });
 }
 
 }  // namespace ferry::pm

@@ -90,6 +90,7 @@ struct LookupProcess {
 struct SignalProcess {
   gpid @0 :UInt64;
   signal @1 :Int32;
+  forwardId @2 :Text;            # set by a source forwarding queued signals: delivered once per id
 }
 
 struct ReadOutput {               # the job's output log from `offset`, at most 64 KiB

@@ -29,8 +29,9 @@ struct Exporter::Object {
   std::vector<uint64_t> first_page;  // index of each range's first page
   std::vector<uint8_t> present;      // bit per page
   std::vector<uint8_t> sent;         // bit per page
-  std::vector<Range> to_free;        // sent, not yet freed in the shell
-  uint64_t present_pages = 0, total_pages = 0, sent_pages = 0, freed_pages = 0, bytes_sent = 0;
+  std::vector<uint8_t> acked;        // bit per page: the importer has it
+  std::vector<Range> to_free;        // acknowledged, not yet freed in the shell
+  uint64_t present_pages = 0, total_pages = 0, sent_pages = 0, acked_pages = 0, freed_pages = 0, bytes_sent = 0;
   bool done = false;
 
   // Page index of `address`, or -1 outside the object.
@@ -84,6 +85,7 @@ Result<ExportedObject> Exporter::export_process(pid_t pid, const std::vector<Ran
   }
   o->present.assign((o->total_pages + 7) / 8, 0);
   o->sent.assign(o->present.size(), 0);
+  o->acked.assign(o->present.size(), 0);
   std::vector<uint64_t> entries(4096);
   for (size_t ri = 0; ri < ranges.size(); ++ri) {
     uint64_t pages = (ranges[ri].end - ranges[ri].start) / kPage;
@@ -196,15 +198,29 @@ Status Exporter::fetch(uint64_t id, std::span<const std::byte> token, uint64_t a
         ++o.sent_pages;
       }
     }
-    uint64_t s = address + i * kPage, e = address + j * kPage;
-    if (!o.to_free.empty() && o.to_free.back().end == s)
-      o.to_free.back().end = e;
-    else
-      o.to_free.push_back({s, e});
     i = j;
   }
   o.bytes_sent += filled;
   return Status::Ok();
+}
+
+void Exporter::acknowledge(uint64_t id, std::span<const std::byte> token, uint64_t address, uint32_t pages) {
+  auto found = find(id, token);
+  if (!found || pages == 0) return;
+  Object& o = *found.value();
+  int64_t first = o.index(address);
+  if (first < 0 || o.index(address + (uint64_t(pages) - 1) * kPage) != first + pages - 1) return;
+  for (uint32_t i = 0; i < pages; ++i) {
+    uint64_t idx = uint64_t(first) + i;
+    if (!Object::bit(o.present, idx) || !Object::bit(o.sent, idx) || Object::bit(o.acked, idx)) continue;
+    Object::set_bit(o.acked, idx);
+    ++o.acked_pages;
+    uint64_t s = address + i * kPage, e = s + kPage;
+    if (!o.to_free.empty() && o.to_free.back().end == s)
+      o.to_free.back().end = e;
+    else
+      o.to_free.push_back({s, e});
+  }
 }
 
 Status Exporter::release(uint64_t id, std::span<const std::byte> token, const std::string& reason) {
@@ -256,7 +272,7 @@ void Exporter::free_sent_pages() {
       }
       o.to_free.clear();
     }
-    if (!o.done && o.sent_pages == o.present_pages) finish(o, "every page with data was sent");
+    if (!o.done && o.acked_pages == o.present_pages) finish(o, "every page with data arrived");
     if (o.done)
       it = objects_.erase(it);
     else

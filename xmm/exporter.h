@@ -8,10 +8,11 @@
 //   the others are reported as zero and never sent.
 // - Every request must carry the object's id and its token (the capability); anything else is
 //   refused with kUnauthorized, and an address outside the object with kInvalid.
-// - A page is read from the shell when asked for; once sent, it is freed in the shell
-//   (MADV_DONTNEED, injected in batches), so the memory is held about once across both nodes.
-//   When every page carrying data has been sent, or the importer releases the object, the
-//   shell is killed and the object forgotten.
+// - A page is read from the shell when asked for (as often as asked: a reply may be lost);
+//   once the importer acknowledges it (piggybacked on its later requests), it is freed in the
+//   shell (MADV_DONTNEED, injected in batches), so the memory is held about once across both
+//   nodes. When every page carrying data has been acknowledged, or the importer releases the
+//   object, the shell is killed and the object forgotten.
 // - Not thread-safe: one owner thread (ptrace's rule), the pager's event loop.
 #pragma once
 
@@ -60,9 +61,11 @@ class Exporter {
   // present ones. If reading the shell fails midway, `out` says 0 pages.
   Status fetch(uint64_t id, std::span<const std::byte> token, uint64_t address, uint32_t pages,
                wire::PageData::Builder out);
+  // The importer has these pages (ignored unless the capability and bounds are right).
+  void acknowledge(uint64_t id, std::span<const std::byte> token, uint64_t address, uint32_t pages);
   Status release(uint64_t id, std::span<const std::byte> token, const std::string& reason);
 
-  // Frees sent pages in the shells (called from a timer) and ends the objects that are done.
+  // Frees acknowledged pages in the shells (called from a timer) and ends the objects that are done.
   void free_sent_pages();
   void stat(capnp::List<wire::ExportStat>::Builder out) const;
   size_t size() const { return objects_.size(); }

@@ -16,6 +16,7 @@ constexpr uint64_t kPage = PageTable::kPage;
 constexpr uint32_t kMaxFaultWindow = 32;    // pages per fault request, at most
 constexpr uint32_t kPrefetchPages = 256;    // 1 MiB per bulk request
 constexpr int kPrefetchInFlight = 4;
+constexpr size_t kMaxAcksPerRequest = 1024;  // acknowledgements piggybacked on one request
 constexpr auto kWindow = std::chrono::milliseconds(100);  // time series resolution
 constexpr size_t kMaxSeries = 600;
 
@@ -32,6 +33,9 @@ struct Importer::Import {
   Clock::time_point started = Clock::now(), ended_at{};
   std::string state = "opening";
   bool ended = false;
+  Clock::time_point last_heard = Clock::now();  // the source's latest good answer
+  uint64_t retries = 0;                          // page requests asked again after a timeout
+  std::vector<std::pair<uint64_t, uint32_t>> acks;  // replies received, to tell the source
   // Fault-around: the window grows while faults follow each other.
   uint64_t last_fault = 0;
   uint32_t window = 1;
@@ -60,6 +64,12 @@ Importer::Importer(dipc::Port& fault_port, dipc::Port& bulk_port, std::chrono::m
 Importer::~Importer() {
   for (auto& [id, im] : imports_)
     if (!im->ended) fail(*im, "the pager is stopping");
+}
+
+bool Importer::serves(pid_t pid) const {
+  for (const auto& [id, im] : imports_)
+    if (!im->ended && im->spec.pid == pid) return true;
+  return false;
 }
 
 std::string Importer::bulk_name(const std::string& p) {
@@ -219,6 +229,13 @@ void Importer::fetch(Import& im, const PageRun& run, bool prefetch) {
         b.setAddress(run.source);
         b.setPages(run.pages);
         b.setPrefetch(prefetch);
+        size_t n = std::min<size_t>(im.acks.size(), kMaxAcksPerRequest);
+        auto acked = b.initAcked(uint32_t(n));
+        for (size_t i = 0; i < n; ++i) {
+          acked[uint32_t(i)].setAddress(im.acks[im.acks.size() - n + i].first);
+          acked[uint32_t(i)].setPages(im.acks[im.acks.size() - n + i].second);
+        }
+        im.acks.resize(im.acks.size() - n);
       },
       [this, id, dest = run.address, source = run.source, pages = run.pages, prefetch](
           Result<dipc::Message<wire::PageData>> r) { install(id, dest, source, pages, prefetch, std::move(r)); },
@@ -231,8 +248,35 @@ void Importer::install(uint64_t id, uint64_t dest, uint64_t source, uint32_t pag
   if (it == imports_.end() || it->second->ended) return;
   Import& im = *it->second;
   if (prefetch) --im.bulk_in_flight;
-  if (!reply)
+  if (!reply) {
+    // A request or its reply may be lost while the source lives: ask again until the source has
+    // been silent for twice the request timeout. A refused connection or a dead node is final.
+    auto silent = Clock::now() - im.last_heard;
+    if (reply.error().code == ErrorCode::kTimeout && silent < 2 * timeout_) {
+      ++im.retries;
+      spdlog::warn("pager: {}: pages at {:#x} (+{}) from {}: {}; asking again", im.spec.label, source, pages,
+                   im.spec.source, reply.error().message);
+      // Only the pages still waiting for this reply (the process may have dropped some meanwhile).
+      auto waiting = [&](uint32_t i) {
+        auto at = im.table->run_at(dest + i * kPage, 1);
+        return at && at->state == PageState::kInFlight && at->source == source + i * kPage;
+      };
+      for (uint32_t i = 0; i < pages;) {
+        if (!waiting(i)) {
+          ++i;
+          continue;
+        }
+        uint32_t j = i + 1;
+        while (j < pages && waiting(j)) ++j;
+        fetch(im, PageRun{dest + i * kPage, source + i * kPage, j - i, PageState::kInFlight}, prefetch);
+        i = j;
+      }
+      return;
+    }
     return fail(im, "source " + im.spec.source + " lost: " + reply.error().message);
+  }
+  im.last_heard = Clock::now();
+  im.acks.emplace_back(source, pages);
   auto body = reply.value().get();
   auto bits = body.getPresent();
   auto data = body.getData();

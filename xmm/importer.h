@@ -12,7 +12,9 @@
 //   behind bulk data), nearest to the latest fault first, a few 1 MiB requests in flight.
 // - When every page with data has arrived, the ranges are unregistered (the process no longer
 //   depends on the source), the source is told to release the object, and the uffd is closed.
-// - If the source cannot be reached (a request times out or fails), the process is killed
+// - A page request that times out is asked again while the source has answered anything in the
+//   last 2 x timeout (a lost request or reply costs one timeout, never the job). If the source
+//   cannot be reached (refused, dead, or silent for 2 x timeout), the process is killed
 //   (SIGKILL; a thread blocked on a fault cannot hang) and the import ends "failed: <reason>",
 //   with the number of pages that never arrived; `on_end` is called either way.
 // - A fork before the import completed is not supported yet: the child is killed, and logged.
@@ -65,6 +67,7 @@ class Importer {
   void stat(capnp::List<wire::ImportStat>::Builder out) const;
   size_t size() const { return imports_.size(); }
   size_t active() const;
+  bool serves(pid_t pid) const;  // an import that has not ended serves this process
 
   // The bulk port's name for a pager port: "pager@n1" -> "pager-bulk@n1".
   static std::string bulk_name(const std::string& pager_port);

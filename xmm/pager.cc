@@ -47,6 +47,14 @@ Result<std::unique_ptr<Pager>> Pager::start(dipc::Port& port, PagerOptions optio
   auto bulk = dipc::Port::open(options.bulk, port.loop());
   if (!bulk) return bulk.error();
   std::unique_ptr<Pager> p(new Pager(port, std::move(bulk).value(), options.timeout));
+  // One plan for both ports: faults are set on this port's control socket.
+  p->bulk_->share_faults(port.fault_plan());
+  port.fault_point<wire::ImportMemory>("install", dipc::FaultSite::kRequestIn,
+                                       "destination pager: asked to serve the job's memory (step 3)");
+  port.fault_point<wire::FetchPages>("page-reply", dipc::FaultSite::kReplyOut,
+                                     "source pager: its reply to a page fault leaves");
+  p->bulk_->fault_point<wire::FetchPages>("prefetch", dipc::FaultSite::kReplyOut,
+                                          "source pager: its reply to a prefetch request leaves");
   p->serve();
   return p;
 }
@@ -79,6 +87,8 @@ void Pager::serve() {
   port_.serve<wire::ImportMemory>([this](dipc::Request& req) {
     if (!local_root(req)) return;
     auto r = req.body<wire::ImportMemory>();
+    if (importer_->serves(pid_t(r.getPid())))
+      return req.fail(ErrorCode::kRefused, "pid " + std::to_string(r.getPid()) + " is served by an import already");
     auto uffd = take_fd(pid_t(r.getHolderPid()), r.getUffdFd());
     if (!uffd) return req.fail(uffd.error());
     ImportSpec spec;
@@ -118,6 +128,7 @@ void Pager::serve() {
   };
   auto fetch = [this](dipc::Request& req) {
     auto r = req.body<wire::FetchPages>();
+    for (auto a : r.getAcked()) exporter_.acknowledge(r.getObjectId(), bytes(r.getToken()), a.getAddress(), a.getPages());
     if (Status s = exporter_.check_fetch(r.getObjectId(), bytes(r.getToken()), r.getAddress(), r.getPages()); !s)
       return req.fail(s.error());
     Status status = Status::Ok();

@@ -75,6 +75,12 @@ struct FetchPages {
   address @2 :UInt64;
   pages @3 :UInt32;
   prefetch @4 :Bool;             # bulk (false: a fault is waiting)
+  acked @5 :List(PageSpan);      # earlier replies that arrived: their pages may be freed at the source
+}
+
+struct PageSpan {
+  address @0 :UInt64;            # in the memory object
+  pages @1 :UInt32;
 }
 
 struct PageData {

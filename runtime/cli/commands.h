@@ -29,6 +29,12 @@ int restore(const std::string& dir);
 // Imports of every node, or --node's; with `gpid`, those of that job's migrations on every node.
 int stat(const Context& ctx, std::optional<uint64_t> gpid);
 
+// Fault injection on NODE's daemons ("master": the master). count 0: every time.
+int fault_set(const Context& ctx, const std::string& node, const std::string& point, const std::string& action,
+              int delay_ms, int count);
+int fault_clear(const Context& ctx, const std::string& node, const std::string& point);
+int fault_list(const Context& ctx, const std::string& node);
+
 // Jobs (global pids): every request goes to the local agent, which routes it to the job's node.
 int run(const Context& ctx, const std::vector<std::string>& argv, const std::string& node, bool detach);
 int ps(const Context& ctx);

@@ -131,6 +131,25 @@ int main(int argc, char** argv) {
   mg->add_option("--to", to, "destination node")->required();
   mg->add_flag("--wait", wait_pages, "then follow its memory until the last page arrived");
 
+  std::string fault_node, fault_point, fault_action;
+  int fault_ms = 0, fault_count = 1;
+  auto* fault = app.add_subcommand("fault", "fault injection on a running daemon (root)");
+  fault->require_subcommand(1);
+  auto* f_set = fault->add_subcommand("set", "arm a fault: ferry fault set NODE POINT ACTION [--ms N] [--count N]");
+  f_set->add_option("node", fault_node, "node name, or 'master'")->required();
+  f_set->add_option("point", fault_point, "freeze, offer, install, commit, resume, forward, page-reply, prefetch "
+                                          "(ferry fault list NODE)")->required();
+  f_set->add_option("action", fault_action, "crash, drop, delay or duplicate")
+      ->required()
+      ->check(CLI::IsMember({"crash", "drop", "delay", "duplicate"}));
+  f_set->add_option("--ms", fault_ms, "delay in milliseconds")->check(CLI::Range(1, 600000));
+  f_set->add_option("--count", fault_count, "how many times it fires (0: every time)")->check(CLI::Range(0, 1000000));
+  auto* f_clear = fault->add_subcommand("clear", "disarm a node's faults (every one, or POINT's)");
+  f_clear->add_option("node", fault_node, "node name, or 'master'")->required();
+  f_clear->add_option("point", fault_point, "only this point");
+  auto* f_list = fault->add_subcommand("list", "a node's fault points and what is armed");
+  f_list->add_option("node", fault_node, "node name, or 'master'")->required();
+
   std::vector<std::string> args(argv, argv + argc);
   rewrite_args(args);
   std::vector<char*> args_c;
@@ -157,5 +176,14 @@ int main(int argc, char** argv) {
   if (kill->parsed()) return ferry::cli::kill_job(ctx, gpid, signal);
   if (wait->parsed()) return ferry::cli::wait_job(ctx, gpid);
   if (mg->parsed()) return ferry::cli::migrate(ctx, gpid, to, wait_pages);
+  if (f_set->parsed()) {
+    if (fault_action == "delay" && fault_ms == 0) {
+      std::cerr << "ferry: fault set: a delay needs --ms\n";
+      return 2;
+    }
+    return ferry::cli::fault_set(ctx, fault_node, fault_point, fault_action, fault_ms, fault_count);
+  }
+  if (f_clear->parsed()) return ferry::cli::fault_clear(ctx, fault_node, fault_point);
+  if (f_list->parsed()) return ferry::cli::fault_list(ctx, fault_node);
   return 2;
 }
