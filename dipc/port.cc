@@ -156,7 +156,13 @@ void PortCore::call(const std::string& to, uint64_t type, std::string type_name,
   unsent_.emplace(id, std::move(frame));
 
   // Resolve the destination: cache, own table (master), bootstrap address, or the name service.
-  if (auto it = resolved_.find(to); it != resolved_.end()) return send_request(id, it->second);
+  std::optional<std::string> stale;
+  if (auto it = resolved_.find(to); it != resolved_.end()) {
+    // Fresh, or the master is away (heartbeats failing): the last known address is the best.
+    if (std::chrono::steady_clock::now() - it->second.at < kResolveTtl || !master_reachable_)
+      return send_request(id, it->second.address);
+    stale = it->second.address;
+  }
   if (resolver_) {
     if (auto addr = resolver_(to)) return send_request(id, *addr);
     counters_.unreachable++;
@@ -167,13 +173,18 @@ void PortCore::call(const std::string& to, uint64_t type, std::string type_name,
     if (!peer) return finish(id, peer.error());
     return send_request(id, "");
   }
-  auto resolve_timeout = timeout;
+  // With a last known address to fall back on, do not spend the request's time on the master.
+  auto resolve_timeout = stale ? std::min<std::chrono::milliseconds>(timeout / 4, std::chrono::milliseconds(500)) : timeout;
   call("master", capnp::typeId<wire::Resolve>(), "Resolve",
        [&to](capnp::AnyPointer::Builder b) { b.initAs<wire::Resolve>().setName(to); },
-       [weak, id, to](Result<std::unique_ptr<Inbound>> r) {
+       [weak, id, to, stale](Result<std::unique_ptr<Inbound>> r) {
          auto core = weak.lock();
          if (!core || !core->pending_.count(id)) return;
          auto& p = core->pending_.at(id);
+         if (!r && stale && r.error().code != ErrorCode::kUnknownPort) {
+           core->resolved_[to] = Resolved{*stale, std::chrono::steady_clock::now()};
+           return core->send_request(id, *stale);
+         }
          if (!r) {
            Error e = r.error();
            if (e.code != ErrorCode::kUnknownPort) e.message = "cannot resolve " + to + ": " + e.message;
@@ -185,7 +196,7 @@ void PortCore::call(const std::string& to, uint64_t type, std::string type_name,
          auto reply = r.value()->body<wire::ResolveReply>();
          std::string address(reinterpret_cast<const char*>(reply.getAddress().begin()),
                              reply.getAddress().size());
-         core->resolved_[to] = address;
+         core->resolved_[to] = Resolved{address, std::chrono::steady_clock::now()};
          core->send_request(id, address);
        },
        CallOptions{resolve_timeout, std::nullopt});

@@ -47,7 +47,14 @@ class PortCore : public std::enable_shared_from_this<PortCore> {
   std::optional<ClusterKey> key_;
   std::unordered_map<uint64_t, Port::Handler> handlers_;
   std::function<std::optional<std::string>(const std::string&)> resolver_;
-  std::unordered_map<std::string, std::string> resolved_;  // port name -> fabric address
+  // Port name -> fabric address and when the master said so. Trusted for kResolveTtl: a port
+  // that restarted elsewhere is found again within that time (a stale address may only time out).
+  struct Resolved {
+    std::string address;
+    std::chrono::steady_clock::time_point at;
+  };
+  static constexpr std::chrono::milliseconds kResolveTtl{1000};
+  std::unordered_map<std::string, Resolved> resolved_;
   PortCounters counters_;
   bool registered_ = false;
   bool master_reachable_ = true;

@@ -110,6 +110,7 @@ Agent::Agent(dipc::Port& port, AgentOptions options) : port_(port), options_(std
   port_.faults().declare({"resume", dipc::FaultSite::kLocal, 0, "destination agent: committed, about to resume (step 5)", ""});
   serve();
   reaper_ = port_.loop().every(std::chrono::milliseconds(20), [this] { reap(); });
+  recover_jobs();
 }
 
 // The agent's jobs do not outlive it (a local cluster's `down` leaves nothing running).
@@ -326,12 +327,22 @@ void Agent::list(dipc::Request& req) {
 void Agent::reap() {
   for (auto it = jobs_.begin(); it != jobs_.end();) {
     Job& job = it->second;
-    int status = 0;
-    if (job.migrating || ::waitpid(job.pid, &status, WNOHANG) != job.pid) {
+    int status = 0, code = 0;
+    if (job.migrating) {
       ++it;
       continue;
     }
-    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (job.adopted) {
+      if (!adopted_job_ended(job, &code)) {
+        ++it;
+        continue;
+      }
+    } else if (::waitpid(job.pid, &status, WNOHANG) != job.pid) {
+      ++it;
+      continue;
+    } else {
+      code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
     std::string reason;
     bool lost = false;
     if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && !job.import_label.empty()) {

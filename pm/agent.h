@@ -17,6 +17,10 @@
 //   committed (timeout), it asks the master to cancel the migration: the master's answer
 //   (committed or cancelled) decides.
 // - Signals to a migrating job are queued at the source, in order, and delivered exactly once.
+// - A (re)started agent asks the master which jobs its node holds: those still running are
+//   taken back (their exit status is known only if seen as a zombie: -1 otherwise), the others
+//   are reported lost with the reason. A stopping agent (SIGTERM) kills its jobs; a crashed one
+//   (SIGKILL) leaves them running for its successor.
 // - Loop thread only.
 #pragma once
 
@@ -57,6 +61,7 @@ class Agent {
     std::deque<int> queued;  // signals that arrived while migrating
     UniqueFd uffd;           // a lazily restored job's userfaultfd (a copy: the pager has one)
     std::string import_label;  // the pager import that serves its memory, if any
+    bool adopted = false;      // found again after an agent restart: not our child
   };
   struct Migration;
   struct Installed;  // the destination's side of a migration, installed, until it runs or is undone
@@ -86,6 +91,9 @@ class Agent {
   void settle_commit(std::shared_ptr<Installed> in, Error e);
   void resume_installed(std::shared_ptr<Installed> in, double commit_ms);
   void reap();
+  // After a restart: take back this node's jobs from the master's table, or report them lost.
+  void recover_jobs();
+  static bool adopted_job_ended(const Job& job, int* code);
   void report_end(uint64_t gpid, int status, bool lost, const std::string& reason);
   // The local pager: its failure reason for an import ("" if it did not fail), and a request.
   std::string import_failure(const std::string& label);

@@ -337,7 +337,13 @@ void Agent::end_migration(std::shared_ptr<Migration> m, Status outcome) {
     b.setObjectId(m->object_id);
     b.setToken(token_data);
   });
-  if (!adopted) spdlog::error("{}: {}: the pager did not adopt the shell: {}", port_.name(), label, adopted.error().message);
+  if (!adopted) {
+    // Released before we got here (every page arrived while the outcome was being settled, or
+    // the import failed): the frozen copy is of no use to anyone.
+    spdlog::info("{}: {}: the pager did not adopt the shell ({}); it is not needed, killed", port_.name(), label,
+                 adopted.error().message);
+    ::kill(shell, SIGKILL);
+  }
   shells_.insert(shell);
   std::deque<int> queued = std::move(job.queued);
   uint64_t gpid = m->gpid;

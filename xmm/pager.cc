@@ -87,8 +87,11 @@ void Pager::serve() {
   port_.serve<wire::ImportMemory>([this](dipc::Request& req) {
     if (!local_root(req)) return;
     auto r = req.body<wire::ImportMemory>();
-    if (importer_->serves(pid_t(r.getPid())))
-      return req.fail(ErrorCode::kRefused, "pid " + std::to_string(r.getPid()) + " is served by an import already");
+    if (importer_->serves(pid_t(r.getPid()))) {  // a second copy of the request: the first one answers
+      spdlog::warn("{}: ImportMemory for pid {} ({}) again: ignored, it is served already", port_.name(), r.getPid(),
+                   r.getLabel().cStr());
+      return req.discard();
+    }
     auto uffd = take_fd(pid_t(r.getHolderPid()), r.getUffdFd());
     if (!uffd) return req.fail(uffd.error());
     ImportSpec spec;

@@ -326,10 +326,21 @@ Result<std::string> cluster_restart_node(const ClusterLayout& layout, const std:
     return make_error(ErrorCode::kNotFound, "cluster " + layout.name() + " has no node " + node);
   std::string netns;
   if (m.value().netns) netns = key.empty() ? m.value().hub_namespace : m.value().namespaces[size_t(at - nodes.begin())];
-  std::vector<int> old;
-  for (const auto& d : m.value().daemons)
-    if (d.node == key && is_ferry_daemon(d.pid)) old.push_back(d.pid);
-  stop_daemons(old, std::chrono::seconds(3));
+  // Agents and the master crash (SIGKILL): jobs keep running and the successor finds them; a
+  // pager stops cleanly, killing the jobs whose memory it was still fetching (their pages
+  // would otherwise read as zeros once nobody holds their userfaultfd).
+  std::vector<int> pagers;
+  for (const auto& d : m.value().daemons) {
+    if (d.node != key || !is_ferry_daemon(d.pid)) continue;
+    if (d.role == "pager") {
+      pagers.push_back(d.pid);
+      continue;
+    }
+    ::kill(d.pid, SIGKILL);
+    for (int i = 0; i < 300 && ::kill(d.pid, 0) == 0 && is_ferry_daemon(d.pid); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  stop_daemons(pagers, std::chrono::seconds(3));
   fs::path bin = own_bin_dir();
   for (auto& d : m.value().daemons) {
     if (d.node != key) continue;

@@ -65,8 +65,9 @@ Result<ClusterManifest> read_manifest(const ClusterLayout& layout);
 Result<std::string> cluster_kill_node(const ClusterLayout& layout, const std::string& node);
 // --netns clusters: the node's link down (cut) or up again (heal).
 Result<std::string> cluster_set_link(const ClusterLayout& layout, const std::string& node, bool up);
-// Starts the node's agent and pager again (killing them first if they still run), with the
-// same arguments, and waits until the master sees the node alive. `node` "master": the master,
+// Starts the node's agent and pager again with the same arguments: the agent is crashed first
+// (SIGKILL: its jobs run on and the new agent finds them), the pager stopped (SIGTERM: it kills
+// the jobs whose pages had not all arrived); and waits until the master sees the node alive. `node` "master": the master,
 // at the same address (the nodes register again by themselves), then every node alive.
 Result<std::string> cluster_restart_node(const ClusterLayout& layout, const std::string& node);
 
