@@ -13,6 +13,7 @@
 #include <cstring>
 #include <algorithm>
 #include <fstream>
+#include <random>
 
 #include "dipc/local_client.h"
 #include "pm/pm.capnp.h"
@@ -98,6 +99,12 @@ std::string join(const std::vector<std::string>& v) {
 }  // namespace
 
 Agent::Agent(dipc::Port& port, AgentOptions options) : port_(port), options_(std::move(options)) {
+  {
+    std::random_device rd;
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%06x", rd() & 0xffffff);
+    incarnation_ = buf;
+  }
   std::error_code ec;
   std::filesystem::create_directories(options_.state_dir / "jobs", ec);
   port_.fault_point<wire::Offer>("offer", dipc::FaultSite::kRequestIn,
@@ -110,17 +117,20 @@ Agent::Agent(dipc::Port& port, AgentOptions options) : port_(port), options_(std
   port_.faults().declare({"resume", dipc::FaultSite::kLocal, 0, "destination agent: committed, about to resume (step 5)", ""});
   serve();
   reaper_ = port_.loop().every(std::chrono::milliseconds(20), [this] { reap(); });
+  import_watch_ = port_.loop().every(std::chrono::milliseconds(500), [this] { watch_imports(); });
   recover_jobs();
 }
 
 // The agent's jobs do not outlive it (a local cluster's `down` leaves nothing running).
 Agent::~Agent() {
   port_.loop().cancel(reaper_);
+  port_.loop().cancel(import_watch_);
   for (auto& [gpid, job] : jobs_) {
     ::kill(job.pid, SIGKILL);
     ::waitpid(job.pid, nullptr, 0);
     spdlog::info("{}: gpid {} (pid {}) killed: the agent is stopping", port_.name(), gpid, job.pid);
   }
+  for (pid_t shell : shells_) ::kill(shell, SIGKILL);  // frozen copies not (or no longer) adopted
 }
 
 void Agent::serve() {
@@ -343,9 +353,9 @@ void Agent::reap() {
     } else {
       code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     }
-    std::string reason;
-    bool lost = false;
-    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && !job.import_label.empty()) {
+    std::string reason = job.lost_reason;
+    bool lost = !reason.empty();
+    if (!lost && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && !job.import_label.empty()) {
       // Killed by the pager because its memory's source was lost? The pager says why.
       reason = import_failure(job.import_label);
       lost = !reason.empty();
@@ -357,6 +367,41 @@ void Agent::reap() {
   }
   for (auto it = shells_.begin(); it != shells_.end();)
     it = ::waitpid(*it, nullptr, WNOHANG | __WALL) == *it ? shells_.erase(it) : std::next(it);
+}
+
+void Agent::watch_imports() {
+  bool any = false;
+  for (const auto& [gpid, job] : jobs_) any = any || (!job.import_label.empty() && !job.migrating);
+  if (!any) return;
+  std::map<std::string, std::string> states;
+  bool pager_answered = false;
+  if (auto c = dipc::LocalClient::connect(pager_socket()))
+    if (auto r = c.value()->call<xmm::wire::PagerStat, xmm::wire::PagerStatReply>([](auto) {}, std::chrono::seconds(1))) {
+      pager_answered = true;
+      for (auto i : r.value().get().getImports()) states[i.getLabel()] = i.getState();
+    }
+  for (auto& [gpid, job] : jobs_) {
+    if (job.import_label.empty() || job.migrating || !job.lost_reason.empty()) continue;
+    auto it = states.find(job.import_label);
+    if (it != states.end() && it->second != "fetching" && it->second != "opening") {
+      if (it->second.rfind("failed: ", 0) != 0) {  // complete, or ended with the process
+        job.import_label.clear();
+        job.uffd.reset();
+      }
+      continue;
+    }
+    if (it != states.end()) {
+      job.pager_strikes = 0;
+      continue;
+    }
+    // Unknown to a pager that answers: it restarted. Silent: give it a second.
+    if (pager_answered || ++job.pager_strikes >= 2) {
+      job.lost_reason = "the pager of " + options_.node + " " + (pager_answered ? "restarted" : "is gone") +
+                        " while its memory was still arriving (" + job.import_label + ")";
+      spdlog::warn("{}: gpid {}: {}; killing pid {}", port_.name(), gpid, job.lost_reason, job.pid);
+      ::kill(job.pid, SIGKILL);
+    }
+  }
 }
 
 std::string Agent::import_state(const std::string& label) {

@@ -62,6 +62,8 @@ class Agent {
     UniqueFd uffd;           // a lazily restored job's userfaultfd (a copy: the pager has one)
     std::string import_label;  // the pager import that serves its memory, if any
     bool adopted = false;      // found again after an agent restart: not our child
+    int pager_strikes = 0;     // checks in a row that found its import's pager gone
+    std::string lost_reason;   // set when the agent itself killed it for good reason
   };
   struct Migration;
   struct Installed;  // the destination's side of a migration, installed, until it runs or is undone
@@ -91,6 +93,9 @@ class Agent {
   void settle_commit(std::shared_ptr<Installed> in, Error e);
   void resume_installed(std::shared_ptr<Installed> in, double commit_ms);
   void reap();
+  // Jobs whose memory is still arriving: killed (and reported lost) when the pager serving it is
+  // gone, since nothing else would ever fill their missing pages; done imports are forgotten.
+  void watch_imports();
   // After a restart: take back this node's jobs from the master's table, or report them lost.
   void recover_jobs();
   static bool adopted_job_ended(const Job& job, int* code);
@@ -106,7 +111,10 @@ class Agent {
   std::deque<std::string> forwards_seen_;           // forwarded signal ids delivered here, latest last
   std::set<pid_t> shells_;  // frozen processes handed to the pager: reaped when it ends them
   uint64_t next_migration_ = 1;
-  dipc::EventLoop::TimerId reaper_ = 0;
+  // Migration ids are "m<seq>@<node>.<incarnation>": unique across restarts of this agent (the
+  // master remembers every id it committed or cancelled).
+  std::string incarnation_;
+  dipc::EventLoop::TimerId reaper_ = 0, import_watch_ = 0;
 };
 
 }  // namespace ferry::pm

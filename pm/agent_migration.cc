@@ -128,7 +128,7 @@ void Agent::when_pages_arrived(uint64_t gpid, Clock::time_point deadline, std::f
 
 void Agent::start_migration(std::shared_ptr<dipc::Request> req, Job& job, const std::string& to) {
   auto m = std::make_shared<Migration>();
-  m->id = "m" + std::to_string(next_migration_++) + "@" + options_.node;
+  m->id = "m" + std::to_string(next_migration_++) + "@" + options_.node + "." + incarnation_;
   m->to = to;
   m->gpid = job.gpid;
   m->req = req;

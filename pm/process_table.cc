@@ -148,7 +148,11 @@ void ProcessTable::serve() {
     auto it = entries_.find(r.getGpid());
     if (it == entries_.end()) return req.fail(ErrorCode::kNotFound, "no gpid " + std::to_string(r.getGpid()));
     Entry& e = it->second;
-    if (committed_.count(id)) return req.reply<dipc::wire::Empty>([](auto) {});
+    if (committed_.count(id)) {
+      if (e.node != std::string(r.getTo()))
+        return req.fail(ErrorCode::kRefused, "migration " + id + " was committed for another destination");
+      return req.reply<dipc::wire::Empty>([](auto) {});
+    }
     if (cancelled_.count(id)) return req.fail(ErrorCode::kRefused, "migration " + id + " was cancelled by its source");
     if (e.state != wire::ProcessState::RUNNING && e.state != wire::ProcessState::MIGRATING)
       return req.fail(ErrorCode::kRefused, "gpid " + std::to_string(e.gpid) + " has ended");

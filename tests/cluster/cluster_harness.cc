@@ -65,6 +65,7 @@ TestCluster::TestCluster(std::string name) : name_(std::move(name)) {
 }
 
 TestCluster::~TestCluster() {
+  if (keep_) return;
   if (is_up_ || fs::exists(dir())) down();
   std::error_code ec;
   fs::remove_all(root_, ec);

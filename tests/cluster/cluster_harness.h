@@ -36,6 +36,8 @@ class TestCluster {
   nlohmann::json manifest() const;
   std::vector<int> daemon_pids() const;  // from the manifest
   const std::string& name() const { return name_; }
+  // Leave the cluster running and its files in place when this object goes (for a post-mortem).
+  void keep() { keep_ = true; }
   const std::filesystem::path& root() const { return root_; }
   std::filesystem::path dir() const { return root_ / name_; }
 
@@ -43,6 +45,7 @@ class TestCluster {
   std::string name_;
   std::filesystem::path root_;
   bool is_up_ = false;
+  bool keep_ = false;
 };
 
 bool process_alive(int pid);  // alive and not a zombie

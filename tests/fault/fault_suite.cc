@@ -4,9 +4,10 @@
 // of it is left running. Prints a table of scenarios x trials x outcomes; exits 1 if any trial
 // ended otherwise.
 //
-//   ferry-fault-suite [--trials N] [--soak N] [--scenario NAME]... [--seed S] [--list]
+//   ferry-fault-suite [--trials N] [--soak N] [--scenario NAME]... [--seed S] [--list] [--keep]
 //
 // --trials: trials per scenario (default 10). --soak N: N trials in all, scenarios in turn.
+// --keep: leave the clusters (daemons, logs) in place at the end for a post-mortem.
 #include <signal.h>
 #include <unistd.h>
 
@@ -293,7 +294,7 @@ int main(int argc, char** argv) {
   int trials = 10, soak = 0;
   uint32_t seed = std::random_device{}();
   std::vector<std::string> only;
-  bool list = false;
+  bool list = false, keep = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -308,8 +309,9 @@ int main(int argc, char** argv) {
     else if (a == "--seed") seed = uint32_t(std::stoul(next()));
     else if (a == "--scenario") only.push_back(next());
     else if (a == "--list") list = true;
+    else if (a == "--keep") keep = true;
     else {
-      std::cerr << "usage: ferry-fault-suite [--trials N] [--soak N] [--scenario NAME]... [--seed S] [--list]\n";
+      std::cerr << "usage: ferry-fault-suite [--trials N] [--soak N] [--scenario NAME]... [--seed S] [--list] [--keep]\n";
       return 2;
     }
   }
@@ -373,5 +375,11 @@ int main(int argc, char** argv) {
   std::printf("%-28s %7d %9d %6d %7d\n", "all", all.trials, all.survived, all.lost, all.failed);
   std::printf("%.0f s, seed %u\n", secs, seed);
   for (const auto& f : failures) std::printf("FAILED %s\n", f.c_str());
+  if (keep)
+    for (auto* c : {suite.cluster_.get(), suite.netns_cluster_.get()})
+      if (c) {
+        c->keep();
+        std::printf("kept: FERRY_STATE_ROOT=%s ferry --cluster %s ...\n", c->root().c_str(), c->name().c_str());
+      }
   return all.failed == 0 ? 0 : 1;
 }
