@@ -1,5 +1,7 @@
 #include "xmm/exporter.h"
 
+#include <chrono>
+
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -33,6 +35,9 @@ struct Exporter::Object {
   std::vector<Range> to_free;        // acknowledged, not yet freed in the shell
   uint64_t present_pages = 0, total_pages = 0, sent_pages = 0, acked_pages = 0, freed_pages = 0, bytes_sent = 0;
   bool done = false;
+  std::string importer;  // the port that opened it
+  std::chrono::steady_clock::time_point created = std::chrono::steady_clock::now(), last_request = created;
+  bool checking = false;  // an importer check is out
 
   // Page index of `address`, or -1 outside the object.
   int64_t index(uint64_t address) const {
@@ -221,6 +226,46 @@ void Exporter::acknowledge(uint64_t id, std::span<const std::byte> token, uint64
     else
       o.to_free.push_back({s, e});
   }
+}
+
+void Exporter::touch(uint64_t id, std::span<const std::byte> token, const std::string& importer) {
+  auto found = find(id, token);
+  if (!found) return;
+  found.value()->last_request = std::chrono::steady_clock::now();
+  if (found.value()->importer.empty()) found.value()->importer = importer;
+}
+
+std::vector<Exporter::IdleObject> Exporter::idle(std::chrono::milliseconds quiet, std::chrono::milliseconds unadopted) {
+  auto now = std::chrono::steady_clock::now();
+  std::vector<IdleObject> out;
+  for (auto it = objects_.begin(); it != objects_.end();) {
+    Object& o = *it->second;
+    if (!o.shell && !o.done && now - o.last_request > unadopted) {
+      // Its agent never handed it over (it crashed, or lost the migration's outcome): forget it;
+      // the process is the agent's, untouched.
+      spdlog::info("{}: object {} ({}) forgotten: not adopted, and not asked for, for {} ms", pager_, o.id, o.label,
+                   unadopted.count());
+      it = objects_.erase(it);
+      continue;
+    }
+    if (o.shell && !o.done && !o.checking && now - o.last_request > quiet) {
+      o.checking = true;
+      out.push_back({o.id, o.importer, o.label});
+    }
+    ++it;
+  }
+  return out;
+}
+
+void Exporter::importer_checked(uint64_t id, const std::string& gone_because) {
+  auto it = objects_.find(id);
+  if (it == objects_.end()) return;
+  Object& o = *it->second;
+  o.checking = false;
+  o.last_request = std::chrono::steady_clock::now();
+  if (gone_because.empty() || o.done) return;
+  finish(o, "its importer " + (o.importer.empty() ? std::string("(none yet)") : o.importer) + " is gone: " + gone_because);
+  objects_.erase(it);
 }
 
 Status Exporter::release(uint64_t id, std::span<const std::byte> token, const std::string& reason) {

@@ -12,13 +12,16 @@
 //   once the importer acknowledges it (piggybacked on its later requests), it is freed in the
 //   shell (MADV_DONTNEED, injected in batches), so the memory is held about once across both
 //   nodes. When every page carrying data has been acknowledged, or the importer releases the
-//   object, the shell is killed and the object forgotten.
+//   object, the shell is killed and the object forgotten. So is it when its importer is gone
+//   (the pager checks an importer silent for a while), and an object never adopted is
+//   forgotten after a minute: nothing stays behind a failed migration.
 // - Not thread-safe: one owner thread (ptrace's rule), the pager's event loop.
 #pragma once
 
 #include <sys/types.h>
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -64,6 +67,17 @@ class Exporter {
   // The importer has these pages (ignored unless the capability and bounds are right).
   void acknowledge(uint64_t id, std::span<const std::byte> token, uint64_t address, uint32_t pages);
   Status release(uint64_t id, std::span<const std::byte> token, const std::string& reason);
+
+  // A request from `importer` for this object (its liveness is judged from these).
+  void touch(uint64_t id, std::span<const std::byte> token, const std::string& importer);
+  // Adopted objects without a request for `quiet`: the caller checks their importer and calls
+  // importer_checked() (reason "" = alive). Objects never adopted within `unadopted` are forgotten.
+  struct IdleObject {
+    uint64_t id;
+    std::string importer, label;
+  };
+  std::vector<IdleObject> idle(std::chrono::milliseconds quiet, std::chrono::milliseconds unadopted);
+  void importer_checked(uint64_t id, const std::string& gone_because);
 
   // Frees acknowledged pages in the shells (called from a timer) and ends the objects that are done.
   void free_sent_pages();

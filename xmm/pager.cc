@@ -30,6 +30,9 @@ Result<UniqueFd> take_fd(pid_t pid, int fd) {
   return mine;
 }
 
+constexpr auto kImporterQuiet = std::chrono::seconds(5);    // then its importer is checked
+constexpr auto kUnadoptedLimit = std::chrono::seconds(60);  // an export nobody adopts nor asks for
+
 }  // namespace
 
 Pager::Pager(dipc::Port& port, std::unique_ptr<dipc::Port> bulk, std::chrono::milliseconds timeout)
@@ -38,6 +41,7 @@ Pager::Pager(dipc::Port& port, std::unique_ptr<dipc::Port> bulk, std::chrono::mi
 
 Pager::~Pager() {
   port_.loop().cancel(free_timer_);
+  port_.loop().cancel(idle_timer_);
   importer_.reset();
 }
 
@@ -123,6 +127,7 @@ void Pager::serve() {
     capnp::MallocMessageBuilder scratch;
     auto map = scratch.initRoot<wire::ObjectMap>();
     if (Status s = exporter_.describe(r.getObjectId(), bytes(r.getToken()), map); !s) return req.fail(s.error());
+    exporter_.touch(r.getObjectId(), bytes(r.getToken()), req.from());
     req.reply<wire::ObjectMap>([&](wire::ObjectMap::Builder b) {
       b.setRanges(map.asReader().getRanges());
       b.setPresent(map.asReader().getPresent());
@@ -131,6 +136,7 @@ void Pager::serve() {
   };
   auto fetch = [this](dipc::Request& req) {
     auto r = req.body<wire::FetchPages>();
+    exporter_.touch(r.getObjectId(), bytes(r.getToken()), req.from());
     for (auto a : r.getAcked()) exporter_.acknowledge(r.getObjectId(), bytes(r.getToken()), a.getAddress(), a.getPages());
     if (Status s = exporter_.check_fetch(r.getObjectId(), bytes(r.getToken()), r.getAddress(), r.getPages()); !s)
       return req.fail(s.error());
@@ -151,6 +157,21 @@ void Pager::serve() {
     p->serve<wire::ReleaseObject>(release);
   }
   free_timer_ = port_.loop().every(std::chrono::milliseconds(20), [this] { exporter_.free_sent_pages(); });
+  // Objects whose importer fell silent: is it still there? (A live importer that just has
+  // nothing to ask answers a ping; a dead or restarted one does not know the port any more.)
+  idle_timer_ = port_.loop().every(std::chrono::seconds(1), [this] {
+    for (const auto& o : exporter_.idle(kImporterQuiet, kUnadoptedLimit)) {
+      if (o.importer.empty()) {
+        exporter_.importer_checked(o.id, "nobody opened it");
+        continue;
+      }
+      port_.call<dipc::wire::Ping, dipc::wire::Pong>(
+          o.importer, [](auto) {},
+          [this, o](Result<dipc::Message<dipc::wire::Pong>> r) {
+            exporter_.importer_checked(o.id, r ? "" : r.error().message);
+          });
+    }
+  });
 }
 
 }  // namespace ferry::xmm

@@ -44,7 +44,7 @@ class Pager {
   std::unique_ptr<dipc::Port> bulk_;
   Exporter exporter_;
   std::unique_ptr<Importer> importer_;
-  dipc::EventLoop::TimerId free_timer_ = 0;
+  dipc::EventLoop::TimerId free_timer_ = 0, idle_timer_ = 0;
 };
 
 }  // namespace ferry::xmm

@@ -129,7 +129,7 @@ class Suite {
     for (int i = 0;; ++i) {
       std::string left = shell_output("pgrep -f -x '" + marker + "'");
       if (left.empty()) break;
-      if (i > 50) return {Outcome::kFailed, "processes of gpid " + std::to_string(j.gpid) + " left: " + left};
+      if (i > 150) return {Outcome::kFailed, "processes of gpid " + std::to_string(j.gpid) + " left: " + left};
       std::this_thread::sleep_for(100ms);
     }
     if (p["state"] == "lost") {
