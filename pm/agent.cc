@@ -118,6 +118,7 @@ Agent::Agent(dipc::Port& port, AgentOptions options) : port_(port), options_(std
   serve();
   reaper_ = port_.loop().every(std::chrono::milliseconds(20), [this] { reap(); });
   import_watch_ = port_.loop().every(std::chrono::milliseconds(500), [this] { watch_imports(); });
+  fence_ = port_.loop().every(std::chrono::seconds(3), [this] { fence_jobs(); });
   recover_jobs();
 }
 
@@ -125,6 +126,7 @@ Agent::Agent(dipc::Port& port, AgentOptions options) : port_(port), options_(std
 Agent::~Agent() {
   port_.loop().cancel(reaper_);
   port_.loop().cancel(import_watch_);
+  port_.loop().cancel(fence_);
   for (auto& [gpid, job] : jobs_) {
     ::kill(job.pid, SIGKILL);
     ::waitpid(job.pid, nullptr, 0);

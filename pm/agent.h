@@ -20,7 +20,8 @@
 // - A (re)started agent asks the master which jobs its node holds: those still running are
 //   taken back (their exit status is known only if seen as a zombie: -1 otherwise), the others
 //   are reported lost with the reason. A stopping agent (SIGTERM) kills its jobs; a crashed one
-//   (SIGKILL) leaves them running for its successor.
+//   (SIGKILL) leaves them running for its successor. Every few seconds the agent compares its
+//   jobs with the master's table and kills those the master no longer has running here.
 // - Loop thread only.
 #pragma once
 
@@ -99,6 +100,9 @@ class Agent {
   // After a restart: take back this node's jobs from the master's table, or report them lost.
   void recover_jobs();
   static bool adopted_job_ended(const Job& job, int* code);
+  // Kills local jobs the master no longer has running here (declared lost while this node was
+  // cut off or its agent away): never two copies, never one nobody tracks.
+  void fence_jobs();
   void report_end(uint64_t gpid, int status, bool lost, const std::string& reason);
   // The local pager: its failure reason for an import ("" if it did not fail), and a request.
   std::string import_failure(const std::string& label);
@@ -114,7 +118,7 @@ class Agent {
   // Migration ids are "m<seq>@<node>.<incarnation>": unique across restarts of this agent (the
   // master remembers every id it committed or cancelled).
   std::string incarnation_;
-  dipc::EventLoop::TimerId reaper_ = 0, import_watch_ = 0;
+  dipc::EventLoop::TimerId reaper_ = 0, import_watch_ = 0, fence_ = 0;
 };
 
 }  // namespace ferry::pm

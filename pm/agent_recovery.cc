@@ -2,6 +2,7 @@
 // those whose process still runs (same pid, same owner, same program) are taken back, the
 // others are reported lost. None is silently forgotten.
 #include <spdlog/spdlog.h>
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <fstream>
@@ -50,8 +51,15 @@ void Agent::recover_jobs() {
         int found = 0, lost = 0;
         for (auto p : r.value().get().getProcesses()) {
           if (p.getNode() != options_.node) continue;
-          if (p.getState() != wire::ProcessState::RUNNING && p.getState() != wire::ProcessState::MIGRATING) continue;
           uint64_t gpid = p.getGpid();
+          if (p.getState() == wire::ProcessState::LOST && same_program(pid_t(p.getPid()), p.getUid(), p.getCommand())) {
+            // Declared lost while this agent was away, yet still running: a copy nobody tracks.
+            spdlog::info("{}: gpid {} was declared lost ({}) but pid {} still runs: killed", port_.name(), gpid,
+                         p.getReason().cStr(), p.getPid());
+            ::kill(pid_t(p.getPid()), SIGKILL);
+            continue;
+          }
+          if (p.getState() != wire::ProcessState::RUNNING && p.getState() != wire::ProcessState::MIGRATING) continue;
           if (jobs_.count(gpid)) continue;
           pid_t pid = pid_t(p.getPid());
           std::string state = proc_state(pid);
@@ -73,6 +81,31 @@ void Agent::recover_jobs() {
           }
         }
         spdlog::info("{}: jobs recovered from the master's table: {} found again, {} lost", port_.name(), found, lost);
+      });
+}
+
+void Agent::fence_jobs() {
+  bool any = false;
+  for (const auto& [gpid, job] : jobs_) any = any || !job.migrating;
+  if (!any) return;
+  port_.call<wire::ListProcesses, wire::ProcessList>(
+      "master", [](auto) {},
+      [this](Result<dipc::Message<wire::ProcessList>> r) {
+        if (!r) return;  // the master is away: nothing to compare with
+        for (auto p : r.value().get().getProcesses()) {
+          auto it = jobs_.find(p.getGpid());
+          if (it == jobs_.end() || it->second.migrating || !it->second.lost_reason.empty()) continue;
+          bool here = p.getNode() == options_.node && (p.getState() == wire::ProcessState::RUNNING ||
+                                                       p.getState() == wire::ProcessState::MIGRATING);
+          if (here) continue;
+          Job& job = it->second;
+          job.lost_reason = p.getState() == wire::ProcessState::LOST
+                                ? std::string(p.getReason().cStr())
+                                : "the master places it on " + std::string(p.getNode().cStr()) + ", not here";
+          spdlog::warn("{}: gpid {}: the master no longer has it running here ({}); killing pid {}", port_.name(),
+                       job.gpid, job.lost_reason, job.pid);
+          ::kill(job.pid, SIGKILL);
+        }
       });
 }
 

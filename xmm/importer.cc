@@ -16,6 +16,7 @@ constexpr uint64_t kPage = PageTable::kPage;
 constexpr uint32_t kMaxFaultWindow = 32;    // pages per fault request, at most
 constexpr uint32_t kPrefetchPages = 256;    // 1 MiB per bulk request
 constexpr int kPrefetchInFlight = 4;
+constexpr int kMaxTimeoutsInARow = 4;        // then the source is lost
 constexpr size_t kMaxAcksPerRequest = 1024;  // acknowledgements piggybacked on one request
 constexpr auto kWindow = std::chrono::milliseconds(100);  // time series resolution
 constexpr size_t kMaxSeries = 600;
@@ -35,6 +36,7 @@ struct Importer::Import {
   bool ended = false;
   Clock::time_point last_heard = Clock::now();  // the source's latest good answer
   uint64_t retries = 0;                          // page requests asked again after a timeout
+  int timeouts_in_a_row = 0;
   std::vector<std::pair<uint64_t, uint32_t>> acks;  // replies received, to tell the source
   // Fault-around: the window grows while faults follow each other.
   uint64_t last_fault = 0;
@@ -249,10 +251,9 @@ void Importer::install(uint64_t id, uint64_t dest, uint64_t source, uint32_t pag
   Import& im = *it->second;
   if (prefetch) --im.bulk_in_flight;
   if (!reply) {
-    // A request or its reply may be lost while the source lives: ask again until the source has
-    // been silent for twice the request timeout. A refused connection or a dead node is final.
-    auto silent = Clock::now() - im.last_heard;
-    if (reply.error().code == ErrorCode::kTimeout && silent < 2 * timeout_) {
+    // A request or its reply may be lost while the source lives: ask again, a few times in a
+    // row at most (a node that died is known sooner: its name no longer resolves).
+    if (reply.error().code == ErrorCode::kTimeout && ++im.timeouts_in_a_row <= kMaxTimeoutsInARow) {
       ++im.retries;
       spdlog::warn("pager: {}: pages at {:#x} (+{}) from {}: {}; asking again", im.spec.label, source, pages,
                    im.spec.source, reply.error().message);
@@ -276,6 +277,7 @@ void Importer::install(uint64_t id, uint64_t dest, uint64_t source, uint32_t pag
     return fail(im, "source " + im.spec.source + " lost: " + reply.error().message);
   }
   im.last_heard = Clock::now();
+  im.timeouts_in_a_row = 0;
   im.acks.emplace_back(source, pages);
   auto body = reply.value().get();
   auto bits = body.getPresent();

@@ -12,9 +12,9 @@
 //   behind bulk data), nearest to the latest fault first, a few 1 MiB requests in flight.
 // - When every page with data has arrived, the ranges are unregistered (the process no longer
 //   depends on the source), the source is told to release the object, and the uffd is closed.
-// - A page request that times out is asked again while the source has answered anything in the
-//   last 2 x timeout (a lost request or reply costs one timeout, never the job). If the source
-//   cannot be reached (refused, dead, or silent for 2 x timeout), the process is killed
+// - A page request that times out is asked again, up to 4 timeouts in a row without any good
+//   reply (a lost request or reply costs one timeout, never the job). If the source cannot be
+//   reached (refused, its node dead, or 5 timeouts in a row), the process is killed
 //   (SIGKILL; a thread blocked on a fault cannot hang) and the import ends "failed: <reason>",
 //   with the number of pages that never arrived; `on_end` is called either way.
 // - A fork before the import completed is not supported yet: the child is killed, and logged.
