@@ -75,6 +75,21 @@ struct Agent::Migration {
   bool settled = false;  // end_migration ran
 };
 
+// Whether `to` is a node of the cluster that is alive, from the master's node list.
+static Status destination_usable(const Result<dipc::Message<wire::NodeList>>& nodes, const std::string& to) {
+  if (!nodes) return make_error(ErrorCode::kUnavailable, "the master is unreachable (" + nodes.error().message + ")");
+  std::string known;
+  for (auto n : nodes.value().get().getNodes()) {
+    known += (known.empty() ? "" : ", ") + std::string(n.getName().cStr());
+    if (n.getName() != to) continue;
+    if (n.getState() == wire::NodeState::DEAD)
+      return make_error(ErrorCode::kUnavailable, "node " + to + " is dead (no heartbeat for " +
+                                                     std::to_string(n.getHeartbeatAgeMs()) + " ms)");
+    return Status::Ok();
+  }
+  return make_error(ErrorCode::kNotFound, "there is no node " + to + " in the cluster (nodes: " + known + ")");
+}
+
 void Agent::migrate(dipc::Request& req) {
   auto r = req.body<wire::MigrateProcess>();
   uint64_t gpid = r.getGpid();
@@ -100,7 +115,17 @@ void Agent::migrate(dipc::Request& req) {
     }
     if (it->second.moving) return held->fail(ErrorCode::kRefused, "gpid " + std::to_string(gpid) + " is migrating already");
     it->second.moving = true;
-    when_pages_arrived(gpid, Clock::now() + std::chrono::seconds(120), [this, held, gpid, to](Status ready) {
+    // A destination that is not there is refused before anything is frozen.
+    port_.call<wire::ListNodes, wire::NodeList>("master", [](auto) {}, [this, held, gpid, to](Result<dipc::Message<wire::NodeList>> nodes) {
+      auto it = jobs_.find(gpid);
+      if (it == jobs_.end()) return held->fail(ErrorCode::kNotFound, "gpid " + std::to_string(gpid) + " ended before it could migrate");
+      Status usable = destination_usable(nodes, to);
+      if (!usable) {
+        it->second.moving = false;
+        return held->fail(usable.error().code, "gpid " + std::to_string(gpid) + " cannot migrate: " + usable.error().message +
+                                                   "; it continues on " + options_.node);
+      }
+      when_pages_arrived(gpid, Clock::now() + std::chrono::seconds(120), [this, held, gpid, to](Status ready) {
       auto it = jobs_.find(gpid);
       if (it == jobs_.end()) return held->fail(ErrorCode::kNotFound, "gpid " + std::to_string(gpid) + " ended before it could migrate");
       if (!ready) {
@@ -108,6 +133,7 @@ void Agent::migrate(dipc::Request& req) {
         return held->fail(ready.error());
       }
       start_migration(held, it->second, to);
+      });
     });
   });
 }

@@ -89,6 +89,57 @@ TEST_F(NodeDies, SourceDiesAfterTheLastPageArrived) {
   EXPECT_EQ(slurp(info(gpid)["output"]), reference);
 }
 
+// Bad input: each a clear error naming the problem, and nothing changes.
+TEST_F(NodeDies, BadInputIsRefusedClearlyAndChangesNothing) {
+  uint64_t gpid = start_job({program("checksum_heap"), "32", "400"});
+  auto g = std::to_string(gpid);
+  ASSERT_EQ(cluster.run({"cluster", "kill", "n3"}).status, 0);
+  ASSERT_EQ(cluster.wait_for_state("n3", "dead", 15000), "dead");
+  struct Case {
+    std::vector<std::string> args;
+    std::string says;
+  };
+  std::vector<Case> cases = {
+      {{"migrate", g, "--to", "n3"}, "n3"},                      // a dead node
+      {{"migrate", g, "--to", "n9"}, "n9"},                      // an unknown node
+      {{"migrate", g, "--to", "n1"}, "already on n1"},           // where it is
+      {{"migrate", "999999", "--to", "n2"}, "999999"},           // an unknown gpid
+      {{"kill", "-TERM", "999999"}, "999999"},
+      {{"migrate", "not-a-gpid", "--to", "n2"}, "gpid"},         // malformed arguments
+      {{"migrate", g}, "--to"},
+      {{"kill", "-NOSUCHSIG", g}, "NOSUCHSIG"},
+      {{"fault", "set", "n2", "nowhere", "drop"}, "offer"},      // names the points there are
+      {{"fault", "set", "n2", "offer", "explode"}, "explode"},
+      {{"fault", "set", "n2", "offer", "delay"}, "--ms"},
+      {{"fault", "set", "n2", "freeze", "drop"}, "only crash and delay"},
+      {{"fault", "set", "n9", "offer", "drop"}, "n9"},
+  };
+  for (const auto& c : cases) {
+    auto r = cluster.run(c.args);
+    std::string all = r.out + r.err;
+    std::string cmd;
+    for (const auto& a : c.args) cmd += a + " ";
+    EXPECT_NE(r.status, 0) << cmd;
+    EXPECT_NE(all.find(c.says), std::string::npos) << cmd << "-> " << all;
+  }
+  // A client without rights may not inject faults.
+  std::string cmd = "setpriv --reuid=65534 --regid=65534 --clear-groups env FERRY_STATE_ROOT=" + cluster.root().string() +
+                    " " + std::string(FERRY_BIN_DIR) + "/ferry --cluster " + cluster.name() + " fault set n2 offer drop 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[1024];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  EXPECT_NE(pclose(p), 0);
+  EXPECT_NE(out.find("root"), std::string::npos) << out;
+  // Nothing changed: no fault armed, the job still runs where it was and ends right.
+  auto list = cluster.run({"fault", "list", "n2"});
+  EXPECT_EQ(list.out.find(" x"), std::string::npos) << list.out;
+  EXPECT_EQ(info(gpid)["node"], "n1");
+  EXPECT_EQ(info(gpid)["migrations"], 0);
+  EXPECT_EQ(cluster.run({"wait", g}).status, 0);
+}
+
 // The destination is killed at a random moment of the migration. Either the migration had not
 // committed: the job continues on the source and ends with the right checksum; or it had: the
 // job is lost with "node n2 died" and no copy runs on the source. Never two, never silently none.
