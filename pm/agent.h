@@ -16,6 +16,11 @@
 //   operations are delivered here. When the source cannot tell whether the destination
 //   committed (timeout), it asks the master to cancel the migration: the master's answer
 //   (committed or cancelled) decides.
+// - Modes: lazy (the above); eager (the destination commits and resumes only once every page
+//   has arrived: stop-and-copy); precopy (before step 1 the source's pager copies the running
+//   job's memory to the destination's pager round after round; then a lazy migration in which
+//   only what the job wrote since its copy crosses the network). A precopy that fails leaves the
+//   job running here, untouched.
 // - Signals to a migrating job are queued at the source, in order, and delivered exactly once.
 // - A (re)started agent asks the master which jobs its node holds: those still running are
 //   taken back (their exit status is known only if seen as a zombie: -1 otherwise), the others
@@ -44,6 +49,13 @@ struct AgentOptions {
   std::string node;
   std::filesystem::path state_dir;  // this node's: jobs/ and pager.sock are here
   std::chrono::milliseconds timeout{2000};
+};
+
+// How a migration moves the job's memory (pm.capnp MigrationMode; docs/MIGRATION.md, "Modes").
+struct MigrationPlan {
+  enum class Mode { kLazy, kEager, kPrecopy } mode = Mode::kLazy;
+  uint32_t precopy_rounds = 4;
+  uint64_t precopy_id = 0;  // once the source's pager runs the precopy
 };
 
 class Agent {
@@ -80,7 +92,16 @@ class Agent {
   void with_process(dipc::Request& req, uint64_t gpid,
                     std::function<void(std::shared_ptr<dipc::Request>, const std::string& node, uint32_t pid)> then);
   void deliver(Job& job, int sig);
-  void start_migration(std::shared_ptr<dipc::Request> req, Job& job, const std::string& to);
+  void start_migration(std::shared_ptr<dipc::Request> req, Job& job, const std::string& to, MigrationPlan plan);
+  // Precopy (agent_precopy.cc): the job makes a userfaultfd for the pager's write tracking, then
+  // runs on while the pager copies; once it has converged, start_migration.
+  void start_precopy(std::shared_ptr<dipc::Request> req, Job& job, const std::string& to, MigrationPlan plan);
+  void poll_precopy(std::shared_ptr<dipc::Request> req, uint64_t gpid, const std::string& to, MigrationPlan plan);
+  void end_precopy(uint64_t precopy_id, bool committed, const std::string& reason);
+  // Eager (destination): resumes nothing until every page arrived, then commits.
+  void wait_all_pages(std::shared_ptr<Installed> in, std::chrono::steady_clock::time_point deadline);
+  void commit_installed(std::shared_ptr<Installed> in);
+  void drop_stage(uint64_t stage_id, const std::string& token, const std::string& reason);
   // A job whose pages are still arriving from its previous hop migrates once they all have.
   void when_pages_arrived(uint64_t gpid, std::chrono::steady_clock::time_point deadline, std::function<void(Status)> then);
   // The local pager's state of an import ("" if unknown).

@@ -57,6 +57,10 @@ struct Agent::Installed {
   std::string id, label, from;
   double install_ms = 0;
   Clock::time_point t_commit;
+  bool eager = false;
+  uint64_t pages_before_resume = 0;
+  uint64_t stage_id = 0;
+  std::string stage_token;
 };
 
 struct Agent::Migration {
@@ -73,7 +77,27 @@ struct Agent::Migration {
   double install_ms = 0, commit_ms = 0;
   uint32_t new_pid = 0;
   bool settled = false;  // end_migration ran
+  MigrationPlan plan;
+  uint32_t precopy_rounds = 0;
+  uint64_t precopy_pages_sent = 0, dirty_at_freeze = 0, staged_pages = 0, pages_before_resume = 0;
 };
+
+wire::MigrationMode to_wire(MigrationPlan::Mode m) {
+  return m == MigrationPlan::Mode::kEager     ? wire::MigrationMode::EAGER
+         : m == MigrationPlan::Mode::kPrecopy ? wire::MigrationMode::PRECOPY
+                                              : wire::MigrationMode::LAZY;
+}
+
+const char* mode_name(MigrationPlan::Mode m) {
+  return m == MigrationPlan::Mode::kEager ? "eager" : m == MigrationPlan::Mode::kPrecopy ? "precopy" : "lazy";
+}
+
+// How long a caller waits for a migration: a lazy one takes well under a second; an eager one
+// moves all the memory before answering, a precopy copies it while the job runs first.
+std::chrono::milliseconds migrate_timeout(wire::MigrationMode mode) {
+  return mode == wire::MigrationMode::LAZY ? std::chrono::duration_cast<std::chrono::milliseconds>(kOfferTimeout) * 2
+                                           : std::chrono::milliseconds(std::chrono::hours(1));
+}
 
 // Whether `to` is a node of the cluster that is alive, from the master's node list.
 static Status destination_usable(const Result<dipc::Message<wire::NodeList>>& nodes, const std::string& to) {
@@ -94,7 +118,13 @@ void Agent::migrate(dipc::Request& req) {
   auto r = req.body<wire::MigrateProcess>();
   uint64_t gpid = r.getGpid();
   std::string to = r.getTo();
-  with_process(req, gpid, [this, gpid, to](std::shared_ptr<dipc::Request> held, const std::string& node, uint32_t) {
+  wire::MigrationMode wmode = r.getMode();
+  MigrationPlan plan;
+  plan.mode = wmode == wire::MigrationMode::EAGER     ? MigrationPlan::Mode::kEager
+              : wmode == wire::MigrationMode::PRECOPY ? MigrationPlan::Mode::kPrecopy
+                                                      : MigrationPlan::Mode::kLazy;
+  plan.precopy_rounds = std::clamp<uint32_t>(r.getPrecopyRounds(), 1, 64);
+  with_process(req, gpid, [this, gpid, to, plan, wmode](std::shared_ptr<dipc::Request> held, const std::string& node, uint32_t) {
     if (node == to) return held->fail(ErrorCode::kInvalid, "gpid " + std::to_string(gpid) + " is already on " + to);
     auto it = jobs_.find(gpid);
     if (it == jobs_.end()) {
@@ -105,18 +135,20 @@ void Agent::migrate(dipc::Request& req) {
           [&](wire::MigrateProcess::Builder b) {
             b.setGpid(gpid);
             b.setTo(to);
+            b.setMode(wmode);
+            b.setPrecopyRounds(plan.precopy_rounds);
           },
           [held](Result<dipc::Message<wire::MigrateReply>> rep) {
             if (!rep) return held->fail(rep.error());
             held->relay(rep.value().inbound());
           },
-          dipc::CallOptions{std::chrono::duration_cast<std::chrono::milliseconds>(kOfferTimeout) * 2, held->caller().uid});
+          dipc::CallOptions{migrate_timeout(wmode), held->caller().uid});
       return;
     }
     if (it->second.moving) return held->fail(ErrorCode::kRefused, "gpid " + std::to_string(gpid) + " is migrating already");
     it->second.moving = true;
     // A destination that is not there is refused before anything is frozen.
-    port_.call<wire::ListNodes, wire::NodeList>("master", [](auto) {}, [this, held, gpid, to](Result<dipc::Message<wire::NodeList>> nodes) {
+    port_.call<wire::ListNodes, wire::NodeList>("master", [](auto) {}, [this, held, gpid, to, plan](Result<dipc::Message<wire::NodeList>> nodes) {
       auto it = jobs_.find(gpid);
       if (it == jobs_.end()) return held->fail(ErrorCode::kNotFound, "gpid " + std::to_string(gpid) + " ended before it could migrate");
       Status usable = destination_usable(nodes, to);
@@ -125,14 +157,15 @@ void Agent::migrate(dipc::Request& req) {
         return held->fail(usable.error().code, "gpid " + std::to_string(gpid) + " cannot migrate: " + usable.error().message +
                                                    "; it continues on " + options_.node);
       }
-      when_pages_arrived(gpid, Clock::now() + std::chrono::seconds(120), [this, held, gpid, to](Status ready) {
+      when_pages_arrived(gpid, Clock::now() + std::chrono::seconds(120), [this, held, gpid, to, plan](Status ready) {
       auto it = jobs_.find(gpid);
       if (it == jobs_.end()) return held->fail(ErrorCode::kNotFound, "gpid " + std::to_string(gpid) + " ended before it could migrate");
       if (!ready) {
         it->second.moving = false;
         return held->fail(ready.error());
       }
-      start_migration(held, it->second, to);
+      if (plan.mode == MigrationPlan::Mode::kPrecopy) return start_precopy(held, it->second, to, plan);
+      start_migration(held, it->second, to, plan);
       });
     });
   });
@@ -144,6 +177,7 @@ void Agent::when_pages_arrived(uint64_t gpid, Clock::time_point deadline, std::f
   std::string state = import_state(it->second.import_label);
   if (state != "fetching" && state != "opening") {
     it->second.import_label.clear();  // complete (or ended): nothing of it is left at the previous node
+    it->second.uffd.reset();
     return then(Status::Ok());
   }
   if (Clock::now() > deadline)
@@ -152,17 +186,21 @@ void Agent::when_pages_arrived(uint64_t gpid, Clock::time_point deadline, std::f
   port_.loop().after(std::chrono::milliseconds(20), [this, gpid, deadline, then] { when_pages_arrived(gpid, deadline, then); });
 }
 
-void Agent::start_migration(std::shared_ptr<dipc::Request> req, Job& job, const std::string& to) {
+void Agent::start_migration(std::shared_ptr<dipc::Request> req, Job& job, const std::string& to, MigrationPlan plan) {
   auto m = std::make_shared<Migration>();
   m->id = "m" + std::to_string(next_migration_++) + "@" + options_.node + "." + incarnation_;
   m->to = to;
   m->gpid = job.gpid;
   m->req = req;
+  m->plan = plan;
   std::string label = "gpid " + std::to_string(job.gpid) + " migration " + m->id;
+  std::string stage_token;
+  uint64_t stage_id = 0;
   auto refuse = [&](ErrorCode code, const std::string& why) {
     job.migrating = false;
     job.moving = false;
     m->frozen.reset();  // resumes it where it stopped
+    if (plan.precopy_id) end_precopy(plan.precopy_id, false, "migration refused: " + why);
     spdlog::info("{}: {} to {} refused: {}", port_.name(), label, to, why);
     req->fail(code, "gpid " + std::to_string(job.gpid) + " cannot migrate: " + why);
   };
@@ -176,6 +214,19 @@ void Agent::start_migration(std::shared_ptr<dipc::Request> req, Job& job, const 
   else if (f)
     std::this_thread::sleep_for(f->delay);  // the job stays frozen that much longer
   double freeze_ms = ms_since(m->t0);
+  if (plan.precopy_id) {
+    // The last look at what the job wrote since its pages were copied: those follow lazily.
+    auto st = ask_pager<xmm::wire::FinishPrecopy, xmm::wire::PrecopyStatus>(pager_socket(),
+                                                                              [&](auto b) { b.setPrecopyId(plan.precopy_id); });
+    if (!st) return refuse(st.error().code, "its precopy cannot finish: " + st.error().message);
+    auto p = st.value().get();
+    m->precopy_rounds = p.getRound();
+    m->precopy_pages_sent = p.getPagesSent();
+    m->dirty_at_freeze = p.getDirtyAtFinish();
+    m->staged_pages = p.getStagedPages();
+    stage_id = p.getStageId();
+    stage_token.assign(reinterpret_cast<const char*>(p.getStageToken().begin()), p.getStageToken().size());
+  }
   // Step 2: capture and export.
   auto image = m->message.initRoot<wire::ProcessImage>();
   if (Status s = m->frozen->capture(image); !s) return refuse(s.error().code, s.error().message);
@@ -206,16 +257,24 @@ void Agent::start_migration(std::shared_ptr<dipc::Request> req, Job& job, const 
     }
     b.setLabel(label);
     b.setAdopt(false);
+    b.setPrecopyId(plan.precopy_id);
   });
   if (!exported) return refuse(exported.error().code, "the local pager cannot export its memory: " + exported.error().message);
   auto cap = exported.value().get().getCapability();
   m->object_id = cap.getObjectId();
   m->token.assign(reinterpret_cast<const char*>(cap.getToken().begin()), cap.getToken().size());
   m->capture_ms = ms_since(m->t0);
+  if (plan.precopy_id) m->staged_pages = exported.value().get().getStagedPages();
   spdlog::info("{}: {}: frozen pid {} and captured in {:.1f} ms (freeze {:.1f}, state {:.1f}, eager pages {:.1f}, "
-               "export {:.1f}; {} image bytes, {} eager bytes, {} pages to follow); offering to {}",
+               "export {:.1f}; {} image bytes, {} eager bytes, {} pages to follow{}); offering to {} ({})",
                port_.name(), label, job.pid, m->capture_ms, freeze_ms, state_ms - freeze_ms, eager_ms - state_ms,
-               m->capture_ms - eager_ms, m->image_bytes, m->eager_bytes, m->present, to);
+               m->capture_ms - eager_ms, m->image_bytes, m->eager_bytes, m->present,
+               plan.precopy_id ? ", " + std::to_string(m->staged_pages) + " of them staged there already" : std::string(),
+               to, mode_name(plan.mode));
+  // An eager destination answers once every page has arrived: give it the time to move them.
+  auto offer_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(kOfferTimeout);
+  if (plan.mode == MigrationPlan::Mode::kEager)
+    offer_timeout += std::chrono::milliseconds(m->present * kPage / (32u << 20) * 1000);  // at 32 MiB/s at worst
   // Step 2, offer; steps 3-4 happen at the destination.
   std::string pager_name = cap.getPager();
   port_.call<wire::Offer, wire::OfferReply>(
@@ -241,6 +300,10 @@ void Agent::start_migration(std::shared_ptr<dipc::Request> req, Job& job, const 
           rs[uint32_t(i)].setEnd(ranges[i].end);
         }
         b.setFrom(options_.node);
+        b.setMode(to_wire(plan.mode));
+        b.setStageId(stage_id);
+        b.setStageToken(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(stage_token.data()), stage_token.size()));
+        b.setStagedPages(m->staged_pages);
       },
       [this, m](Result<dipc::Message<wire::OfferReply>> rep) {
         if (m->settled) return;
@@ -248,13 +311,14 @@ void Agent::start_migration(std::shared_ptr<dipc::Request> req, Job& job, const 
           m->new_pid = rep.value().get().getPid();
           m->install_ms = rep.value().get().getInstallMs();
           m->commit_ms = rep.value().get().getCommitMs();
+          m->pages_before_resume = rep.value().get().getPagesBeforeResume();
           return end_migration(m, Status::Ok());
         }
         // Whatever the destination said (or did not), the master's commit point decides: a
         // refusal may race with a commit (a duplicated offer, a lost commit reply).
         settle_unknown(m, rep.error());
       },
-      dipc::CallOptions{std::chrono::duration_cast<std::chrono::milliseconds>(kOfferTimeout), std::nullopt});
+      dipc::CallOptions{offer_timeout, std::nullopt});
   watch_destination(m);
 }
 
@@ -347,6 +411,7 @@ void Agent::end_migration(std::shared_ptr<Migration> m, Status outcome) {
     m->frozen.reset();
     job.migrating = false;
     job.moving = false;
+    if (m->plan.precopy_id) end_precopy(m->plan.precopy_id, false, "migration aborted");
     spdlog::info("{}: {} to {} aborted, the job resumes here: {}", port_.name(), label, m->to, outcome.error().message);
     while (!job.queued.empty()) {
       deliver(job, job.queued.front());
@@ -356,6 +421,7 @@ void Agent::end_migration(std::shared_ptr<Migration> m, Status outcome) {
                                                   outcome.error().message + "; it continues on " + options_.node);
   }
   // Committed: the frozen process becomes the pager's memory shell (step 5).
+  if (m->plan.precopy_id) end_precopy(m->plan.precopy_id, true, "");
   pid_t shell = job.pid;
   if (Status s = m->frozen->hand_over(); !s)
     spdlog::error("{}: {}: handing the shell over failed: {}", port_.name(), label, s.error().message);
@@ -376,8 +442,8 @@ void Agent::end_migration(std::shared_ptr<Migration> m, Status outcome) {
   jobs_.erase(it);
   forward_signals(m->to, gpid, m->id, std::make_shared<std::deque<int>>(queued), 0, 0);
   double stood = ms_since(m->t0);
-  spdlog::info("{}: {} committed: {} -> {} (pid {}), stood still {:.1f} ms; {} queued signals forwarded", port_.name(),
-               label, options_.node, m->to, m->new_pid, stood, queued.size());
+  spdlog::info("{}: {} committed ({}): {} -> {} (pid {}), stood still {:.1f} ms; {} queued signals forwarded", port_.name(),
+               label, mode_name(m->plan.mode), options_.node, m->to, m->new_pid, stood, queued.size());
   m->req->reply<wire::MigrateReply>([&](wire::MigrateReply::Builder b) {
     b.setMigrationId(m->id);
     b.setFrom(options_.node);
@@ -390,6 +456,12 @@ void Agent::end_migration(std::shared_ptr<Migration> m, Status outcome) {
     b.setPresentPages(m->present);
     b.setEagerBytes(m->eager_bytes);
     b.setImageBytes(m->image_bytes);
+    b.setMode(to_wire(m->plan.mode));
+    b.setPrecopyRounds(m->precopy_rounds);
+    b.setPrecopyPagesSent(m->precopy_pages_sent);
+    b.setDirtyPagesAtFreeze(m->dirty_at_freeze);
+    b.setPagesBeforeResume(m->pages_before_resume);
+    b.setPrecopyStagedPages(m->staged_pages);
   });
 }
 
@@ -420,12 +492,20 @@ void Agent::offer(dipc::Request& req) {
     return req.fail(ErrorCode::kBadMessage, "offer with an image that does not decode");
   }
   auto image = msg->getRoot<wire::ProcessImage>();
+  uint64_t stage_id = o.getStageId();
+  std::string stage_token(reinterpret_cast<const char*>(o.getStageToken().begin()), o.getStageToken().size());
+  // Whatever goes wrong from here, a precopy's stage here is of no use any more.
+  auto refuse = [&](ErrorCode code, const std::string& why) {
+    if (stage_id) drop_stage(stage_id, stage_token, why);
+    req.fail(code, why);
+  };
   uint64_t need = 0;
   for (auto v : image.getVmas()) need += v.getPresentPages() * kPage;
+  need -= std::min(need, o.getStagedPages() * kPage);  // held here already
   uint64_t avail = mem_available_bytes();
   if (need > avail / 10 * 9)
-    return req.fail(ErrorCode::kRefused, "not enough free memory on " + options_.node + ": the job holds " +
-                                             std::to_string(need >> 20) + " MiB, " + std::to_string(avail >> 20) + " MiB available");
+    return refuse(ErrorCode::kRefused, "not enough free memory on " + options_.node + ": the job needs " +
+                                           std::to_string(need >> 20) + " MiB more, " + std::to_string(avail >> 20) + " MiB available");
   // Step 3: install, lazily.
   RestoreOptions options;
   options.stdio[0] = options.stdio[1] = options.stdio[2] = -1;
@@ -445,9 +525,10 @@ void Agent::offer(dipc::Request& req) {
       options);
   if (!restored) {
     spdlog::info("{}: {}: install failed: {}", port_.name(), label, restored.error().message);
-    return req.fail(restored.error().code, "install on " + options_.node + " failed: " + restored.error().message);
+    return refuse(restored.error().code, "install on " + options_.node + " failed: " + restored.error().message);
   }
   std::shared_ptr<RestoredProcess> proc(std::move(restored).value());
+  double restored_ms = ms_since(t0);
   UniqueFd uffd = proc->take_userfault();
   auto imported = ask_pager<xmm::wire::ImportMemory, xmm::wire::ImportReply>(pager_socket(), [&](auto b) {
     auto cap = b.initCapability();
@@ -464,11 +545,22 @@ void Agent::offer(dipc::Request& req) {
     }
     b.setPrefetch(o.getPrefetch());
     b.setLabel(label);
+    b.setStageId(stage_id);
+    const auto& lazy = proc->lazy_ranges();
+    auto reg = b.initRegistered(uint32_t(lazy.size()));
+    for (uint32_t i = 0; i < lazy.size(); ++i) {
+      reg[i].setStart(lazy[i].start);
+      reg[i].setEnd(lazy[i].end);
+    }
   });
-  if (!imported) return req.fail(imported.error().code, "the pager of " + options_.node + " cannot serve its memory: " + imported.error().message);
+  if (!imported)
+    return refuse(imported.error().code, "the pager of " + options_.node + " cannot serve its memory: " + imported.error().message);
   double install_ms = ms_since(t0);
-  spdlog::info("{}: {}: installed as pid {} in {:.1f} ms; committing", port_.name(), label, proc->pid(), install_ms);
-  // Step 4: commit at the master; only then does it run here.
+  bool stop_and_copy = o.getMode() == wire::MigrationMode::EAGER;
+  spdlog::info("{}: {}: installed as pid {} in {:.1f} ms (decode {:.1f}, restore {:.1f} with {} injected system calls, "
+               "import {:.1f}); {}", port_.name(), label, proc->pid(), install_ms, restored_ms - proc->stats().build_ms,
+               proc->stats().build_ms, proc->stats().injected_syscalls, install_ms - restored_ms,
+               stop_and_copy ? "eager: committing once every page has arrived" : "committing");
   auto in = std::make_shared<Installed>();
   in->req = std::make_shared<dipc::Request>(std::move(req));
   in->proc = std::move(proc);
@@ -479,7 +571,40 @@ void Agent::offer(dipc::Request& req) {
   in->label = label;
   in->from = o.getFrom();
   in->install_ms = install_ms;
+  in->eager = stop_and_copy;
+  if (stop_and_copy) {
+    // Stop-and-copy: the pager pulls every page (its prefetcher) while the job stands still.
+    uint64_t bytes = need + (64u << 20);
+    return wait_all_pages(in, Clock::now() + std::chrono::seconds(10) + std::chrono::milliseconds(bytes / (32u << 20) * 1000));
+  }
+  commit_installed(in);
+}
+
+void Agent::wait_all_pages(std::shared_ptr<Installed> in, Clock::time_point deadline) {
+  auto p = ask_pager<xmm::wire::ImportProgress, xmm::wire::ImportProgressReply>(pager_socket(),
+                                                                                 [&](auto b) { b.setLabel(in->label); });
+  std::string state = p ? std::string(p.value().get().getState().cStr()) : "";
+  if (state == "complete") {
+    in->pages_before_resume = p.value().get().getArrivedPages();
+    spdlog::info("{}: {}: every page arrived ({}) before the resume; committing", port_.name(), in->label,
+                 in->pages_before_resume);
+    return commit_installed(in);
+  }
+  bool failed = !p || !p.value().get().getFound() || (state != "fetching" && state != "opening");
+  if (failed || Clock::now() > deadline) {
+    std::string why = failed ? (p ? (state.empty() ? "the import is gone" : state) : p.error().message)
+                             : "its pages did not all arrive in time";
+    spdlog::info("{}: {}: eager transfer failed, the install is undone: {}", port_.name(), in->label, why);
+    return in->req->fail(ErrorCode::kUnavailable, "eager transfer to " + options_.node + " failed: " + why);
+  }
+  port_.loop().after(std::chrono::milliseconds(5), [this, in, deadline] { wait_all_pages(in, deadline); });
+}
+
+// Step 4: commit at the master; only then does it run here.
+void Agent::commit_installed(std::shared_ptr<Installed> in) {
   in->t_commit = Clock::now();
+  uint64_t gpid = in->gpid;
+  const std::string id = in->id;
   port_.call<wire::CommitMigration, dipc::wire::Empty>(
       "master",
       [&](wire::CommitMigration::Builder b) {
@@ -540,7 +665,17 @@ void Agent::resume_installed(std::shared_ptr<Installed> in, double commit_ms) {
     b.setPid(uint32_t(job.pid));
     b.setInstallMs(in->install_ms);
     b.setCommitMs(commit_ms);
+    b.setPagesBeforeResume(in->pages_before_resume);
   });
+}
+
+void Agent::drop_stage(uint64_t stage_id, const std::string& token, const std::string& reason) {
+  auto r = ask_pager<xmm::wire::DropStage, dipc::wire::Empty>(pager_socket(), [&](auto b) {
+    b.setStageId(stage_id);
+    b.setToken(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(token.data()), token.size()));
+    b.setReason(reason);
+  });
+  if (!r) spdlog::info("{}: stage {} not dropped here: {}", port_.name(), stage_id, r.error().message);
 }
 
 }  // namespace ferry::pm

@@ -1,6 +1,7 @@
 // Freeze and capture (steps 1 and 2). The order matters: everything that can refuse is checked
 // first, so that a refused process is left exactly as it was.
 #include "pm/capture.h"
+#include "pm/pagemap.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -39,28 +40,17 @@ wire::Vma::Kind vma_kind(const Vma& v) {
   return wire::Vma::Kind::ANONYMOUS;  // also private mappings of /dev/zero and named anonymous memory
 }
 
-// Marks the pages of `v` that carry content of their own, from /proc/PID/pagemap.
+// Marks the pages of `v` that carry content of their own (pm/pagemap.h): in anonymous memory
+// every touched page; in file mappings only the pages written (COW copies).
 Status fill_present(int pagemap_fd, const Vma& v, wire::Vma::Builder out, size_t page) {
   size_t pages = v.size() / page;
   auto bits = out.initPresent(uint32_t((pages + 7) / 8));
+  auto ranges = pagemap::pages_with_content(pagemap_fd, v.start, v.end, vma_kind(v) != wire::Vma::Kind::FILE);
+  if (!ranges) return ranges.error();
   uint64_t count = 0;
-  bool anon = vma_kind(v) != wire::Vma::Kind::FILE;
-  std::vector<uint64_t> entries(4096);
-  for (size_t first = 0; first < pages; first += entries.size()) {
-    size_t n = std::min(entries.size(), pages - first);
-    off_t at = off_t((v.start / page + first) * sizeof(uint64_t));
-    ssize_t got = ::pread(pagemap_fd, entries.data(), n * sizeof(uint64_t), at);
-    if (got != ssize_t(n * sizeof(uint64_t))) return make_error(ErrorCode::kUnavailable, errno_message("read pagemap", errno));
-    for (size_t i = 0; i < n; ++i) {
-      uint64_t e = entries[i];
-      bool present = (e >> 63) & 1, swapped = (e >> 62) & 1, file_page = (e >> 61) & 1;
-      // Anonymous memory: every touched page. File mappings: only pages written (COW copies).
-      bool content = anon ? (present || swapped) : ((present || swapped) && !file_page);
-      if (!content) continue;
-      size_t p = first + i;
-      bits[uint32_t(p / 8)] |= uint8_t(1u << (p % 8));
-      ++count;
-    }
+  for (const auto& r : ranges.value()) {
+    pagemap::set_bits(bits.begin(), (r.start - v.start) / page, (r.end - r.start) / page);
+    count += (r.end - r.start) / page;
   }
   out.setPresentPages(count);
   return Status::Ok();

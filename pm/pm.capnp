@@ -103,9 +103,18 @@ struct OutputChunk {
   info @1 :ProcessInfo;          # state at the time of the read (exited once drained)
 }
 
+# How the memory moves (docs/MIGRATION.md, "Modes").
+enum MigrationMode {
+  lazy @0;                       # state first, the job resumes at once, memory follows on demand
+  eager @1;                      # stop-and-copy: every page arrives before the job resumes
+  precopy @2;                    # memory copied while the job runs (dirty pages again), then lazy
+}
+
 struct MigrateProcess {
   gpid @0 :UInt64;
   to @1 :Text;                   # destination node
+  mode @2 :MigrationMode = lazy;
+  precopyRounds @3 :UInt32 = 4;  # at most this many copy rounds before the freeze
 }
 
 struct MigrateReply {
@@ -120,6 +129,12 @@ struct MigrateReply {
   presentPages @8 :UInt64;       # pages that will follow lazily
   eagerBytes @9 :UInt64;         # sent with the state (written pages of file mappings)
   imageBytes @10 :UInt64;
+  mode @11 :MigrationMode;
+  precopyRounds @12 :UInt32;     # rounds copied while the job ran
+  precopyPagesSent @13 :UInt64;  # pages sent in those rounds (a page dirtied again counts again)
+  dirtyPagesAtFreeze @14 :UInt64;  # of the staged pages, those written since: they follow lazily
+  pagesBeforeResume @15 :UInt64; # eager: pages that arrived while the job stood still
+  precopyStagedPages @16 :UInt64;  # precopy: pages at the destination already, as they were at the freeze
 }
 
 # Agent -> master.
@@ -179,6 +194,10 @@ struct Offer {
   ranges @8 :List(Range);        # what the pager serves
   from @9 :Text;
   prefetch @10 :Bool = true;
+  mode @11 :MigrationMode = lazy;  # eager: commit and resume only once every page has arrived
+  stageId @12 :UInt64;           # precopy: the pages staged at the destination's pager (0: none)
+  stageToken @13 :Data;
+  stagedPages @14 :UInt64;       # of the job's pages, those already there (memory held already)
 }
 
 struct Range {
@@ -190,4 +209,5 @@ struct OfferReply {
   pid @0 :UInt32;
   installMs @1 :Float64;
   commitMs @2 :Float64;
+  pagesBeforeResume @3 :UInt64;  # eager: pages that arrived before the commit
 }

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "dipc/unique_fd.h"
+#include "pm/pagemap.h"
 
 namespace ferry::xmm {
 namespace {
@@ -30,10 +31,11 @@ struct Exporter::Object {
   std::vector<Range> ranges;
   std::vector<uint64_t> first_page;  // index of each range's first page
   std::vector<uint8_t> present;      // bit per page
+  std::vector<uint8_t> staged;       // bit per page: a precopy's stage holds it (empty: none)
   std::vector<uint8_t> sent;         // bit per page
   std::vector<uint8_t> acked;        // bit per page: the importer has it
   std::vector<Range> to_free;        // acknowledged, not yet freed in the shell
-  uint64_t present_pages = 0, total_pages = 0, sent_pages = 0, acked_pages = 0, freed_pages = 0, bytes_sent = 0;
+  uint64_t present_pages = 0, staged_pages = 0, total_pages = 0, sent_pages = 0, acked_pages = 0, freed_pages = 0, bytes_sent = 0;
   bool done = false;
   std::string importer;  // the port that opened it
   std::chrono::steady_clock::time_point created = std::chrono::steady_clock::now(), last_request = created;
@@ -58,7 +60,7 @@ Exporter::~Exporter() {
 }
 
 Result<ExportedObject> Exporter::export_process(pid_t pid, const std::vector<Range>& ranges, const std::string& label,
-                                                bool adopt) {
+                                                bool adopt, const Precopy* precopy) {
   if (ranges.empty()) return make_error(ErrorCode::kInvalid, "export of pid " + std::to_string(pid) + ": no ranges");
   for (const auto& r : ranges)
     if (r.start >= r.end || r.start % kPage || r.end % kPage)
@@ -91,24 +93,28 @@ Result<ExportedObject> Exporter::export_process(pid_t pid, const std::vector<Ran
   o->present.assign((o->total_pages + 7) / 8, 0);
   o->sent.assign(o->present.size(), 0);
   o->acked.assign(o->present.size(), 0);
-  std::vector<uint64_t> entries(4096);
   for (size_t ri = 0; ri < ranges.size(); ++ri) {
-    uint64_t pages = (ranges[ri].end - ranges[ri].start) / kPage;
-    for (uint64_t p = 0; p < pages; p += entries.size()) {
-      size_t n = std::min<uint64_t>(entries.size(), pages - p);
-      off_t at = off_t((ranges[ri].start / kPage + p) * sizeof(uint64_t));
-      if (::pread(pagemap.get(), entries.data(), n * sizeof(uint64_t), at) != ssize_t(n * sizeof(uint64_t)))
-        return fail("read pagemap", errno);
-      for (size_t k = 0; k < n; ++k)
-        if (entries[k] & (3ull << 62)) {  // present or swapped
-          Object::set_bit(o->present, o->first_page[ri] + p + k);
-          ++o->present_pages;
-        }
+    auto with_data = pm::pagemap::pages_with_content(pagemap.get(), ranges[ri].start, ranges[ri].end, /*anonymous=*/true);
+    if (!with_data) return fail("PAGEMAP_SCAN", EIO);
+    for (const auto& r : with_data.value()) {
+      uint64_t n = (r.end - r.start) / kPage;
+      pm::pagemap::set_bits(o->present.data(), o->first_page[ri] + (r.start - ranges[ri].start) / kPage, n);
+      o->present_pages += n;
     }
   }
-  ExportedObject out{o->id, o->token, o->present_pages, o->total_pages};
-  spdlog::info("{}: {} exported as object {} ({} pages, {} with data; {} pid {})", pager_, label, o->id, o->total_pages,
-               o->present_pages, adopt ? "shell" : "frozen process", pid);
+  if (precopy) {
+    o->staged.assign(o->present.size(), 0);
+    for (size_t ri = 0; ri < ranges.size(); ++ri) precopy->clean_bits(ranges[ri].start, ranges[ri].end, o->staged, o->first_page[ri]);
+    for (size_t b = 0; b < o->staged.size(); ++b) {
+      o->staged[b] &= o->present[b];  // a page without data is a zero page whatever the stage holds
+      o->sent[b] = o->staged[b];      // sent ahead: acknowledged once the importer installed it
+      o->staged_pages += uint64_t(__builtin_popcount(o->staged[b]));
+    }
+    o->sent_pages = o->staged_pages;
+  }
+  ExportedObject out{o->id, o->token, o->present_pages, o->total_pages, o->staged_pages};
+  spdlog::info("{}: {} exported as object {} ({} pages, {} with data, {} of them staged at the destination; {} pid {})",
+               pager_, label, o->id, o->total_pages, o->present_pages, o->staged_pages, adopt ? "shell" : "frozen process", pid);
   Object& ref = *o;
   objects_[o->id] = std::move(o);
   if (ref.present_pages == 0 && ref.shell) finish(ref, "it has no page with data");
@@ -146,6 +152,11 @@ Status Exporter::describe(uint64_t id, std::span<const std::byte> token, wire::O
   auto data = out.initPresent(uint32_t(bits.size()));
   std::memcpy(data.begin(), bits.data(), bits.size());
   out.setPresentPages(o.value()->present_pages);
+  if (!o.value()->staged.empty()) {
+    auto staged = out.initStaged(uint32_t(o.value()->staged.size()));
+    std::memcpy(staged.begin(), o.value()->staged.data(), o.value()->staged.size());
+    out.setStagedPages(o.value()->staged_pages);
+  }
   return Status::Ok();
 }
 

@@ -31,6 +31,7 @@
 
 #include "dipc/status.h"
 #include "pm/tracee.h"
+#include "xmm/precopy.h"
 #include "xmm/xmm.capnp.h"
 
 namespace ferry::xmm {
@@ -40,7 +41,7 @@ using Token = std::array<std::byte, 16>;
 struct ExportedObject {
   uint64_t id = 0;
   Token token{};
-  uint64_t present_pages = 0, total_pages = 0;
+  uint64_t present_pages = 0, total_pages = 0, staged_pages = 0;
 };
 
 class Exporter {
@@ -52,8 +53,10 @@ class Exporter {
     uint64_t start, end;
   };
   // With `adopt` false the caller keeps the process (see ExportMemory): adopt() takes it later.
+  // With a finished `precopy`, the pages its stage holds as they are now are marked staged in
+  // the object's map (they count as sent: the importer acknowledges them once installed).
   Result<ExportedObject> export_process(pid_t pid, const std::vector<Range>& ranges, const std::string& label,
-                                        bool adopt = true);
+                                        bool adopt = true, const Precopy* precopy = nullptr);
   Status adopt(uint64_t id, std::span<const std::byte> token);
 
   // The object's ranges and which pages carry data.

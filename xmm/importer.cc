@@ -45,7 +45,7 @@ struct Importer::Import {
   std::map<uint64_t, Clock::time_point> waiting;  // page -> when a fault on it was read
   std::vector<std::unique_ptr<Userfault>> children;  // userfaultfds of forked children
   // Traffic.
-  uint64_t faults = 0, on_demand = 0, prefetched = 0, zero = 0, bytes = 0, duplicates = 0, arrived = 0;
+  uint64_t faults = 0, on_demand = 0, prefetched = 0, zero = 0, bytes = 0, duplicates = 0, arrived = 0, staged = 0;
   std::vector<float> latency_us;
   struct Window {
     uint32_t faults = 0, on_demand = 0, prefetched = 0;
@@ -116,7 +116,9 @@ void Importer::start(ImportSpec spec, UniqueFd uffd, std::function<void(Result<u
         std::vector<PageTable::Range> ranges;
         for (auto x : map.getRanges()) ranges.push_back({x.getStart(), x.getEnd()});
         auto bits = map.getPresent();
-        im.table = std::make_unique<PageTable>(ranges, std::vector<uint8_t>(bits.begin(), bits.end()));
+        std::vector<uint8_t> staged;
+        if (im.spec.stage) staged.assign(map.getStaged().begin(), map.getStaged().end());
+        im.table = std::make_unique<PageTable>(ranges, std::vector<uint8_t>(bits.begin(), bits.end()), staged);
         im.state = "fetching";
         int fd = im.uffd->fd();
         Status w = fault_port_.loop().watch(fd, [this, id](uint32_t) { on_readable(id); });
@@ -130,11 +132,12 @@ void Importer::start(ImportSpec spec, UniqueFd uffd, std::function<void(Result<u
           it->second->state = it->second->table->outstanding() ? "ended: the process exited" : "complete";
           finish(*it->second);
         });
-        spdlog::info("{}: import {} of {} serving: {} pages with data at {}", fault_port_.name(), id, im.spec.label,
-                     im.table->present_pages(), im.spec.source);
+        spdlog::info("{}: import {} of {} serving: {} pages with data at {}, {} of them staged here", fault_port_.name(), id,
+                     im.spec.label, im.table->present_pages(), im.spec.source, im.table->staged());
         done(id);
         check_complete(im);
         prefetch_more(im);
+        if (im.table && im.table->staged() > 0) fault_port_.loop().post([this, id] { install_staged_more(id); });
       },
       dipc::CallOptions{timeout_, std::nullopt});
 }
@@ -203,6 +206,15 @@ void Importer::handle_fault(Import& im, uint64_t address) {
     }
     im.latency_us.push_back(float(ms(Clock::now() - now) * 1000));
     return;
+  }
+  if (*state == PageState::kStaged) {
+    auto run = im.table->run_at(address, 16);
+    if (!install_staged(im, *run)) return;
+    if (im.table->state(address) == PageState::kHere) {
+      im.latency_us.push_back(float(ms(Clock::now() - now) * 1000));
+      return;
+    }
+    state = im.table->state(address);  // the stage did not hold it after all: from the source
   }
   im.waiting.emplace(address, now);
   if (*state == PageState::kInFlight) return;  // its reply wakes this thread too
@@ -359,6 +371,57 @@ void Importer::prefetch_more(Import& im) {
   }
 }
 
+bool Importer::install_staged(Import& im, const PageRun& run) {
+  Stage& stage = *im.spec.stage;
+  uint64_t id = im.id;
+  for (uint32_t i = 0; i < run.pages;) {
+    uint64_t src = run.source + uint64_t(i) * kPage, dest = run.address + uint64_t(i) * kPage;
+    const std::byte* first = stage.page(src);
+    if (!first) {
+      im.table->set(dest, 1, PageState::kNeed);
+      ++i;
+      continue;
+    }
+    uint32_t n = 1;  // pages contiguous in the stage too
+    while (i + n < run.pages && stage.page(src + uint64_t(n) * kPage) == first + uint64_t(n) * kPage) ++n;
+    Result<Resolve> r = Resolve::kDone;
+    uint64_t already = 0;
+    for (int tries = 0; tries < 100; ++tries) {
+      r = im.uffd->copy(dest, std::span(first, uint64_t(n) * kPage), &already);
+      if (!r || r.value() != Resolve::kRetry) break;
+      on_readable(id);  // an address-space change is pending: take it in first
+      if (im.ended) return false;
+    }
+    if (!r) {
+      fail(im, r.error().message);
+      return false;
+    }
+    if (r.value() != Resolve::kRetry) {
+      // Pages the process dropped meanwhile are kHere already; set() keeps the counts right.
+      im.table->set(dest, n, PageState::kHere);
+      im.staged += n;
+      im.arrived += n;
+      im.acks.emplace_back(src, n);
+      stage.release(src, n);
+    }
+    i += n;
+  }
+  return true;
+}
+
+void Importer::install_staged_more(uint64_t id) {
+  auto it = imports_.find(id);
+  if (it == imports_.end() || it->second->ended || !it->second->table) return;
+  Import& im = *it->second;
+  auto run = im.table->next_staged(kPrefetchPages);
+  if (!run) return;
+  if (!install_staged(im, *run)) return;
+  check_complete(im);
+  if (im.ended) return;
+  prefetch_more(im);  // pages the stage did not hold are fetched
+  fault_port_.loop().post([this, id] { install_staged_more(id); });
+}
+
 void Importer::check_complete(Import& im) {
   if (im.ended || !im.table || im.table->outstanding() != 0) return;
   im.state = "complete";
@@ -384,11 +447,15 @@ void Importer::finish(Import& im) {
   bool complete = im.state == "complete";
   if (complete && im.table) {
     // Nothing is left at the source: faults on the rest (never-touched memory) are the kernel's.
-    for (const auto& r : im.spec.ranges) (void)im.uffd->unregister(r.start, r.end);
+    // The whole registered VMAs, pages the restore wrote itself included: nothing of this
+    // userfaultfd may be left on the process (a later precopy would find its memory taken).
+    for (const auto& r : im.spec.registered.empty() ? im.spec.ranges : im.spec.registered)
+      (void)im.uffd->unregister(r.start, r.end);
   }
   for (auto& c : im.children) loop.unwatch(c->fd());
   im.children.clear();
   im.uffd.reset();
+  im.spec.stage.reset();  // what it still held is of no use now
   if (im.table) {
     std::string token = im.spec.token;
     fault_port_.call<wire::ReleaseObject, dipc::wire::Empty>(
@@ -402,9 +469,10 @@ void Importer::finish(Import& im) {
         [](Result<dipc::Message<dipc::wire::Empty>>) {}, dipc::CallOptions{timeout_, std::nullopt});
   }
   uint64_t missing = im.table ? im.table->outstanding() : 0;
-  spdlog::info("{}: import {} of {} {} after {:.0f} ms: {} faults, {} pages on demand, {} prefetched, {} zero, {} bytes, "
-               "{} duplicates", fault_port_.name(), im.id, im.spec.label, im.state, ms(im.ended_at - im.started),
-               im.faults, im.on_demand, im.prefetched, im.zero, im.bytes, im.duplicates);
+  spdlog::info("{}: import {} of {} {} after {:.0f} ms: {} faults, {} pages on demand, {} prefetched, {} from the stage, "
+               "{} zero, {} bytes, {} duplicates", fault_port_.name(), im.id, im.spec.label, im.state,
+               ms(im.ended_at - im.started), im.faults, im.on_demand, im.prefetched, im.staged, im.zero, im.bytes,
+               im.duplicates);
   if (on_end_) on_end_(ImportEnd{im.id, im.spec.pid, complete, complete ? "" : im.state, missing});
 }
 
@@ -436,7 +504,10 @@ void Importer::stat(capnp::List<wire::ImportStat>::Builder out) const {
       h.setP99Us(pct(0.99));
       h.setMaxUs(double(l.back()));
       h.setCount(l.size());
+      auto pcts = s.initLatencyPercentiles(101);
+      for (uint32_t q = 0; q <= 100; ++q) pcts.set(q, q == 100 ? double(l.back()) : pct(q / 100.0));
     }
+    s.setStagedPages(im.staged);
     auto end = im.ended ? im.ended_at : Clock::now();
     s.setElapsedMs(ms(end - im.started));
     if (im.state == "complete") s.setMsToLastPage(ms(im.ended_at - im.started));
@@ -448,6 +519,18 @@ void Importer::stat(capnp::List<wire::ImportStat>::Builder out) const {
       series[uint32_t(i)].setPrefetchedPages(im.series[i].prefetched);
       series[uint32_t(i)].setBytes(im.series[i].bytes);
     }
+  }
+}
+
+void Importer::progress(const std::string& label, wire::ImportProgressReply::Builder out) const {
+  for (const auto& [id, imp] : imports_) {
+    const Import& im = *imp;
+    if (im.spec.label != label) continue;
+    out.setFound(true);
+    out.setState(im.state);
+    out.setPresentPages(im.table ? im.table->present_pages() : 0);
+    out.setArrivedPages(im.table ? im.table->present_pages() - im.table->outstanding() : 0);
+    out.setStagedPages(im.staged);
   }
 }
 

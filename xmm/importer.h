@@ -10,6 +10,9 @@
 //   A page is asked for once: concurrent faults on it wait for the same reply.
 // - The prefetcher pulls the rest on the bulk port (another endpoint, so a fault never waits
 //   behind bulk data), nearest to the latest fault first, a few 1 MiB requests in flight.
+// - With a stage (precopy), the pages the object map marks staged are installed from it: at
+//   once on a fault, and the rest in the background, 1 MiB per turn of the loop. A page the
+//   stage turns out not to hold is fetched from the source like any other.
 // - When every page with data has arrived, the ranges are unregistered (the process no longer
 //   depends on the source), the source is told to release the object, and the uffd is closed.
 // - A page request that times out is asked again, up to 4 timeouts in a row without any good
@@ -33,6 +36,7 @@
 #include "dipc/port.h"
 #include "dipc/unique_fd.h"
 #include "xmm/page_table.h"
+#include "xmm/stage.h"
 #include "xmm/userfault.h"
 #include "xmm/xmm.capnp.h"
 
@@ -44,8 +48,10 @@ struct ImportSpec {
   std::string source;  // the exporting pager's port, "pager@n1"
   pid_t pid = 0;       // the process being served
   std::vector<PageTable::Range> ranges;
+  std::vector<PageTable::Range> registered;  // unregistered when complete (empty: `ranges`)
   bool prefetch = true;
   std::string label;   // "gpid 7 migration m3"
+  std::shared_ptr<Stage> stage;  // precopy: pages sent ahead, installed from here (may be null)
 };
 
 struct ImportEnd {
@@ -65,6 +71,8 @@ class Importer {
   void start(ImportSpec spec, UniqueFd uffd, std::function<void(Result<uint64_t>)> done);
   void on_end(std::function<void(const ImportEnd&)> cb) { on_end_ = std::move(cb); }
   void stat(capnp::List<wire::ImportStat>::Builder out) const;
+  // The import labelled `label` (found = false if none).
+  void progress(const std::string& label, wire::ImportProgressReply::Builder out) const;
   size_t size() const { return imports_.size(); }
   size_t active() const;
   bool serves(pid_t pid) const;  // an import that has not ended serves this process
@@ -80,6 +88,10 @@ class Importer {
   void install(uint64_t id, uint64_t dest, uint64_t source, uint32_t pages, bool prefetch,
                Result<dipc::Message<wire::PageData>> reply);
   void prefetch_more(Import& im);
+  // Installs the staged pages of `run` that the stage holds; the others become kNeed.
+  // false if the import failed.
+  bool install_staged(Import& im, const PageRun& run);
+  void install_staged_more(uint64_t id);
   void check_complete(Import& im);
   void fail(Import& im, const std::string& reason);
   void finish(Import& im);

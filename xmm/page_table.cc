@@ -7,18 +7,29 @@ namespace {
 constexpr size_t kLookAhead = 4096;  // pages scanned after a fault before falling back
 }
 
-PageTable::PageTable(const std::vector<Range>& ranges, const std::vector<uint8_t>& present) {
+PageTable::PageTable(const std::vector<Range>& ranges, const std::vector<uint8_t>& present,
+                     const std::vector<uint8_t>& staged) {
+  auto bit_of = [](const std::vector<uint8_t>& v, size_t bit) { return bit / 8 < v.size() && ((v[bit / 8] >> (bit % 8)) & 1); };
   size_t bit = 0;
   for (const auto& r : ranges) {
-    Segment s{r.start, r.start, {}, 0};
+    Segment s{r.start, r.start, {}, 0, 0};
     size_t n = (r.end - r.start) / kPage;
     s.pages.resize(n, PageState::kZero);
-    for (size_t i = 0; i < n; ++i, ++bit)
-      if (bit / 8 < present.size() && ((present[bit / 8] >> (bit % 8)) & 1)) {
+    for (size_t i = 0; i < n; ++i, ++bit) {
+      if (bit / 8 < present.size() && present[bit / 8] == 0 && bit % 8 == 0 && i + 8 <= n) {
+        i += 7, bit += 7;  // eight pages without data at once
+        continue;
+      }
+      if (!bit_of(present, bit)) continue;
+      ++present_;
+      if (bit_of(staged, bit)) {
+        s.pages[i] = PageState::kStaged;
+        ++staged_;
+      } else {
         s.pages[i] = PageState::kNeed;
         ++need_;
-        ++present_;
       }
+    }
     segments_.push_back(std::move(s));
   }
   sort();
@@ -41,6 +52,7 @@ const PageTable::Segment* PageTable::find(uint64_t a) const { return const_cast<
 void PageTable::count(PageState s, int64_t delta) {
   if (s == PageState::kNeed) need_ = uint64_t(int64_t(need_) + delta);
   if (s == PageState::kInFlight) in_flight_ = uint64_t(int64_t(in_flight_) + delta);
+  if (s == PageState::kStaged) staged_ = uint64_t(int64_t(staged_) + delta);
 }
 
 std::optional<PageState> PageTable::state(uint64_t a) const {
@@ -68,6 +80,7 @@ void PageTable::set(uint64_t a, uint32_t pages, PageState st) {
     s->pages[i] = st;
     count(st, +1);
     if (st == PageState::kNeed) s->cursor = std::min(s->cursor, i);
+    if (st == PageState::kStaged) s->staged_cursor = std::min(s->staged_cursor, i);
   }
 }
 
@@ -85,9 +98,10 @@ void PageTable::split_at(uint64_t a) {
   Segment* s = find(a);
   if (!s || s->start == a) return;
   size_t i = (a - s->start) / kPage;
-  Segment tail{a, s->source + i * kPage, std::vector<PageState>(s->pages.begin() + long(i), s->pages.end()), 0};
+  Segment tail{a, s->source + i * kPage, std::vector<PageState>(s->pages.begin() + long(i), s->pages.end()), 0, 0};
   s->pages.resize(i);
   s->cursor = std::min(s->cursor, i);
+  s->staged_cursor = std::min(s->staged_cursor, i);
   segments_.push_back(std::move(tail));
   sort();
 }
@@ -116,6 +130,18 @@ std::optional<PageRun> PageTable::next_needed(uint64_t near, uint32_t max) {
   for (auto& s : segments_) {
     while (s.cursor < s.pages.size() && s.pages[s.cursor] != PageState::kNeed) ++s.cursor;
     if (s.cursor < s.pages.size()) return run_from(s, s.cursor);
+  }
+  return std::nullopt;
+}
+
+std::optional<PageRun> PageTable::next_staged(uint32_t max) {
+  if (staged_ == 0) return std::nullopt;
+  for (auto& s : segments_) {
+    while (s.staged_cursor < s.pages.size() && s.pages[s.staged_cursor] != PageState::kStaged) ++s.staged_cursor;
+    if (s.staged_cursor == s.pages.size()) continue;
+    size_t i = s.staged_cursor, n = 1;
+    while (n < max && i + n < s.pages.size() && s.pages[i + n] == PageState::kStaged) ++n;
+    return PageRun{s.start + i * kPage, s.source + i * kPage, uint32_t(n), PageState::kStaged};
   }
   return std::nullopt;
 }

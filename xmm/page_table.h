@@ -3,9 +3,11 @@
 // order and address-space changes can be tested on their own.
 //
 // A page is kNeed (the source has data for it), kZero (the source never touched it: a zero
-// page, installed locally without traffic), kInFlight (asked for), or kHere (installed, or
-// made moot: the process dropped or unmapped it). The import is complete when no page is kNeed
-// or kInFlight; kZero pages need nobody once the ranges are unregistered.
+// page, installed locally without traffic), kStaged (a precopy sent it ahead: it is in this
+// node's stage, xmm/stage.h, and is installed from there without traffic), kInFlight (asked
+// for), or kHere (installed, or made moot: the process dropped or unmapped it). The import is
+// complete when no page is kNeed, kStaged or kInFlight; kZero pages need nobody once the ranges
+// are unregistered.
 #pragma once
 
 #include <cstddef>
@@ -15,7 +17,7 @@
 
 namespace ferry::xmm {
 
-enum class PageState : uint8_t { kNeed, kZero, kInFlight, kHere };
+enum class PageState : uint8_t { kNeed, kZero, kInFlight, kHere, kStaged };
 
 struct PageRun {
   uint64_t address = 0;  // destination address of the first page
@@ -30,8 +32,10 @@ class PageTable {
   struct Range {
     uint64_t start, end;
   };
-  // `ranges` in address order; `present` one bit per page over them in order, LSB first.
-  PageTable(const std::vector<Range>& ranges, const std::vector<uint8_t>& present);
+  // `ranges` in address order; `present` one bit per page over them in order, LSB first;
+  // `staged` (empty: none) likewise: of the present pages, those the stage holds.
+  PageTable(const std::vector<Range>& ranges, const std::vector<uint8_t>& present,
+            const std::vector<uint8_t>& staged = {});
 
   // The page's state; nullopt outside every range (memory the process mapped later: zero).
   std::optional<PageState> state(uint64_t address) const;
@@ -49,8 +53,11 @@ class PageTable {
   // The next run of at most `max` kNeed pages to prefetch: the first one at or after `near`
   // (within a bounded look-ahead), else the lowest one. nullopt when none is left.
   std::optional<PageRun> next_needed(uint64_t near, uint32_t max);
+  // The lowest run of at most `max` kStaged pages (to install from the stage), or nullopt.
+  std::optional<PageRun> next_staged(uint32_t max);
 
-  uint64_t outstanding() const { return need_ + in_flight_; }  // pages still to arrive
+  uint64_t outstanding() const { return need_ + in_flight_ + staged_; }  // pages still to arrive
+  uint64_t staged() const { return staged_; }
   uint64_t present_pages() const { return present_; }
 
  private:
@@ -58,7 +65,8 @@ class PageTable {
     uint64_t start;   // destination address
     uint64_t source;  // address in the memory object
     std::vector<PageState> pages;
-    size_t cursor = 0;  // no kNeed page below this index
+    size_t cursor = 0;         // no kNeed page below this index
+    size_t staged_cursor = 0;  // no kStaged page below this index
     uint64_t end() const { return start + pages.size() * kPage; }
   };
   Segment* find(uint64_t address);
@@ -68,7 +76,7 @@ class PageTable {
   void sort();
 
   std::vector<Segment> segments_;
-  uint64_t need_ = 0, in_flight_ = 0, present_ = 0;
+  uint64_t need_ = 0, in_flight_ = 0, staged_ = 0, present_ = 0;
 };
 
 }  // namespace ferry::xmm

@@ -69,7 +69,15 @@ void Pager::serve() {
     auto r = req.body<wire::ExportMemory>();
     std::vector<Exporter::Range> ranges;
     for (auto x : r.getRanges()) ranges.push_back({x.getStart(), x.getEnd()});
-    auto made = exporter_.export_process(pid_t(r.getPid()), ranges, r.getLabel(), r.getAdopt());
+    const Precopy* precopy = nullptr;
+    if (r.getPrecopyId() != 0) {
+      auto it = precopies_.find(r.getPrecopyId());
+      if (it == precopies_.end() || it->second->state() != "finished")
+        return req.fail(ErrorCode::kNotFound, "export of " + std::string(r.getLabel().cStr()) + ": precopy " +
+                                                  std::to_string(r.getPrecopyId()) + " is not here or not finished");
+      precopy = it->second.get();
+    }
+    auto made = exporter_.export_process(pid_t(r.getPid()), ranges, r.getLabel(), r.getAdopt(), precopy);
     if (!made) return req.fail(made.error());
     req.reply<wire::ExportReply>([&](wire::ExportReply::Builder b) {
       auto cap = b.initCapability();
@@ -78,6 +86,7 @@ void Pager::serve() {
       cap.setPager(port_.name());
       b.setPresentPages(made.value().present_pages);
       b.setTotalPages(made.value().total_pages);
+      b.setStagedPages(made.value().staged_pages);
     });
   });
 
@@ -105,8 +114,14 @@ void Pager::serve() {
     spec.source = cap.getPager();
     spec.pid = pid_t(r.getPid());
     for (auto x : r.getRanges()) spec.ranges.push_back({x.getStart(), x.getEnd()});
+    for (auto x : r.getRegistered()) spec.registered.push_back({x.getStart(), x.getEnd()});
     spec.prefetch = r.getPrefetch();
     spec.label = r.getLabel();
+    if (r.getStageId() != 0) {
+      spec.stage = adopt_stage(r.getStageId(), spec.label);
+      if (!spec.stage) spdlog::warn("{}: import of {}: stage {} is not here; every page comes from the source", port_.name(),
+                                    spec.label, r.getStageId());
+    }
     auto held = std::make_shared<dipc::Request>(std::move(req));
     importer_->start(std::move(spec), std::move(uffd).value(), [held](Result<uint64_t> id) {
       if (!id) return held->fail(id.error());
@@ -114,11 +129,19 @@ void Pager::serve() {
     });
   });
 
+  port_.serve<wire::ImportProgress>([this](dipc::Request& req) {
+    std::string label = req.body<wire::ImportProgress>().getLabel();
+    req.reply<wire::ImportProgressReply>([&](wire::ImportProgressReply::Builder b) { importer_->progress(label, b); });
+  });
+
   port_.serve<wire::PagerStat>([this](dipc::Request& req) {
     req.reply<wire::PagerStatReply>([&](wire::PagerStatReply::Builder b) {
       b.setNode(port_.name());
       importer_->stat(b.initImports(uint32_t(importer_->size())));
       exporter_.stat(b.initExports(uint32_t(exporter_.size())));
+      auto ps = b.initPrecopies(uint32_t(precopies_.size()));
+      uint32_t i = 0;
+      for (const auto& [id, p] : precopies_) p->status(ps[i++]);
     });
   });
 
@@ -132,6 +155,8 @@ void Pager::serve() {
       b.setRanges(map.asReader().getRanges());
       b.setPresent(map.asReader().getPresent());
       b.setPresentPages(map.getPresentPages());
+      b.setStaged(map.asReader().getStaged());
+      b.setStagedPages(map.getStagedPages());
     });
   };
   auto fetch = [this](dipc::Request& req) {
@@ -156,10 +181,12 @@ void Pager::serve() {
     p->serve<wire::FetchPages>(fetch);
     p->serve<wire::ReleaseObject>(release);
   }
+  serve_precopy();
   free_timer_ = port_.loop().every(std::chrono::milliseconds(20), [this] { exporter_.free_sent_pages(); });
   // Objects whose importer fell silent: is it still there? (A live importer that just has
   // nothing to ask answers a ping; a dead or restarted one does not know the port any more.)
   idle_timer_ = port_.loop().every(std::chrono::seconds(1), [this] {
+    forget_idle_precopies();
     for (const auto& o : exporter_.idle(kImporterQuiet, kUnadoptedLimit)) {
       if (o.importer.empty()) {
         exporter_.importer_checked(o.id, "nobody opened it");

@@ -4,8 +4,14 @@
 // Ports: the daemon's own, "pager@NODE" (control socket; object maps, fault fetches, releases),
 // and "pager-bulk@NODE" (prefetch fetches): two endpoints, so a fault's reply never queues
 // behind bulk data on one connection.
-// Control requests (unix socket, root only): ExportMemory, ImportMemory; PagerStat for anyone.
-// Requests from other pagers must carry the object's capability.
+// Control requests (unix socket, root only): ExportMemory, ImportMemory, StartPrecopy and its
+// queries; PagerStat and ImportProgress for anyone. Requests from other pagers must carry the
+// object's (or the stage's) capability.
+//
+// Precopy (xmm/precopy.h): the source pager copies a running process's memory into a stage on
+// the destination pager (xmm/stage.h), which an ImportMemory with that stage takes over. A stage
+// that no import adopts and no message touches for a minute is dropped; so is a precopy that
+// nobody asks about for a minute.
 #pragma once
 
 #include <chrono>
@@ -14,6 +20,8 @@
 #include "dipc/port.h"
 #include "xmm/exporter.h"
 #include "xmm/importer.h"
+#include "xmm/precopy.h"
+#include "xmm/stage.h"
 
 namespace ferry::xmm {
 
@@ -37,13 +45,26 @@ class Pager {
   Importer& importer() { return *importer_; }
 
  private:
+  struct StageEntry {
+    std::string token, label, source;
+    std::shared_ptr<Stage> stage;
+    std::chrono::steady_clock::time_point last_used;
+  };
+
   Pager(dipc::Port& port, std::unique_ptr<dipc::Port> bulk, std::chrono::milliseconds timeout);
   void serve();
+  void serve_precopy();  // pager_precopy.cc
+  void forget_idle_precopies();
+  // A stage for an import (nullptr if unknown): the stage store lets go of it.
+  std::shared_ptr<Stage> adopt_stage(uint64_t id, const std::string& label);
 
   dipc::Port& port_;
   std::unique_ptr<dipc::Port> bulk_;
   Exporter exporter_;
   std::unique_ptr<Importer> importer_;
+  std::map<uint64_t, std::unique_ptr<Precopy>> precopies_;  // source side
+  std::map<uint64_t, StageEntry> stages_;                   // destination side, until adopted
+  uint64_t next_precopy_ = 1, next_stage_ = 1;
   dipc::EventLoop::TimerId free_timer_ = 0, idle_timer_ = 0;
 };
 

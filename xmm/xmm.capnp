@@ -29,6 +29,7 @@ struct ExportMemory {
   ranges @1 :List(Range);        # what to export (the anonymous VMAs of its image)
   label @2 :Text;                # for logs: "gpid 7 migration m3"
   adopt @3 :Bool = true;
+  precopyId @4 :UInt64;          # a finished precopy of this process: its clean staged pages
 }
 
 struct AdoptShell {
@@ -40,6 +41,7 @@ struct ExportReply {
   capability @0 :Capability;
   presentPages @1 :UInt64;       # pages that carry data (pagemap)
   totalPages @2 :UInt64;
+  stagedPages @3 :UInt64;        # of those, held by the destination's stage (precopy)
 }
 
 # Serve the faults of a process's userfaultfd from a memory object. The pager copies the
@@ -52,10 +54,26 @@ struct ImportMemory {
   ranges @4 :List(Range);
   prefetch @5 :Bool = true;
   label @6 :Text;
+  stageId @7 :UInt64;            # precopy: the stage on this pager that holds pages sent ahead
+  registered @8 :List(Range);    # what the restore registered (whole VMAs; `ranges` may leave out
+                                 # pages it wrote itself): unregistered once every page is here
 }
 
 struct ImportReply {
   importId @0 :UInt64;
+}
+
+# How far an import is (a small question, asked often while an eager migration waits).
+struct ImportProgress {
+  label @0 :Text;
+}
+
+struct ImportProgressReply {
+  found @0 :Bool;
+  state @1 :Text;                # as in ImportStat
+  presentPages @2 :UInt64;
+  arrivedPages @3 :UInt64;
+  stagedPages @4 :UInt64;        # of those, installed from the precopy stage
 }
 
 struct OpenObject {
@@ -67,6 +85,9 @@ struct ObjectMap {
   ranges @0 :List(Range);
   present @1 :Data;              # one bit per page over the ranges in order, LSB first
   presentPages @2 :UInt64;
+  staged @3 :Data;               # precopy: bit per page as `present`: the importer's stage holds
+                                 # this page as it is now (empty: no precopy)
+  stagedPages @4 :UInt64;
 }
 
 struct FetchPages {
@@ -92,6 +113,81 @@ struct PageData {
 
 struct ReleaseObject {
   objectId @0 :UInt64;
+  token @1 :Data;
+  reason @2 :Text;
+}
+
+# ---- Precopy (docs/XMM.md, "Precopy") --------------------------------------------------------
+# Control (source agent -> its pager): copy a *running* process's memory to the destination's
+# pager, round after round, resending what it wrote meanwhile. `uffdFd` is a userfaultfd the
+# agent made the process create (and closes there once answered): the pager takes a copy with
+# pidfd_getfd from `pid` and answers at once; tracking and the stage start after, and their
+# failures show in the state.
+struct StartPrecopy {
+  pid @0 :UInt32;
+  uffdFd @1 :Int32;
+  ranges @2 :List(Range);        # its anonymous memory
+  destination @3 :Text;          # the destination pager, "pager@n2"
+  rounds @4 :UInt32;             # at most this many rounds
+  label @5 :Text;
+}
+
+struct PrecopyReply {
+  precopyId @0 :UInt64;
+}
+
+struct QueryPrecopy {            # answered with a PrecopyStatus
+  precopyId @0 :UInt64;
+}
+
+struct FinishPrecopy {           # the process is frozen now: a last look at what it wrote, then
+  precopyId @0 :UInt64;          # tracking stops; answered with a PrecopyStatus
+}
+
+struct EndPrecopy {              # tracking stops and the precopy is forgotten; unless the migration
+  precopyId @0 :UInt64;          # committed (its import took the stage), the destination drops
+  reason @1 :Text;               # the stage
+  committed @2 :Bool;
+}
+
+struct PrecopyStatus {
+  state @0 :Text;                # "copying", "converged" (rounds done or little left), "failed: <why>",
+                                 # "finished"
+  round @1 :UInt32;              # the round in progress (or the last one)
+  pagesSent @2 :UInt64;          # in every round so far
+  bytesSent @3 :UInt64;
+  lastDirtyPages @4 :UInt64;     # pages the latest round found written again
+  stagedPages @5 :UInt64;        # pages whose latest copy the stage has acknowledged
+  dirtyAtFinish @6 :UInt64;      # FinishPrecopy: staged pages written since (they follow lazily)
+  elapsedMs @7 :Float64;
+  stageId @8 :UInt64;            # the destination's stage (goes into the offer)
+  stageToken @9 :Data;
+  label @10 :Text;
+}
+
+# Between pagers: the destination keeps a stage per precopy (xmm/stage.h).
+struct OpenStage {
+  ranges @0 :List(Range);
+  label @1 :Text;
+  bytes @2 :UInt64;              # what the source expects to send (refused if memory is short)
+}
+
+struct StageOpened {
+  stageId @0 :UInt64;
+  token @1 :Data;
+}
+
+struct StagePages {              # on the bulk port; every page carries data
+  stageId @0 :UInt64;
+  token @1 :Data;
+  round @2 :UInt32;
+  address @3 :UInt64;
+  pages @4 :UInt32;
+  data @5 :Data;
+}
+
+struct DropStage {
+  stageId @0 :UInt64;
   token @1 :Data;
   reason @2 :Text;
 }
@@ -132,6 +228,8 @@ struct ImportStat {
   msToLastPage @14 :Float64;     # 0 until complete
   elapsedMs @15 :Float64;
   series @16 :List(Sample);
+  stagedPages @17 :UInt64;       # precopy: pages installed from the local stage, no traffic
+  latencyPercentiles @18 :List(Float64);  # fault service time p0, p1 .. p100 (us); empty: no faults
 }
 
 struct ExportStat {
@@ -149,4 +247,5 @@ struct PagerStatReply {
   node @0 :Text;
   imports @1 :List(ImportStat);
   exports @2 :List(ExportStat);
+  precopies @3 :List(PrecopyStatus);
 }

@@ -40,7 +40,9 @@ int run(const Context& ctx, const std::vector<std::string>& argv, const std::str
 int ps(const Context& ctx);
 int kill_job(const Context& ctx, uint64_t gpid, const std::string& signal);
 int wait_job(const Context& ctx, uint64_t gpid);
-int migrate(const Context& ctx, uint64_t gpid, const std::string& to, bool wait);
+enum class MigrateMode { kLazy, kEager, kPrecopy };
+// rounds: the precopy's at most.
+int migrate(const Context& ctx, uint64_t gpid, const std::string& to, bool wait, MigrateMode mode, uint32_t rounds);
 
 // Whether a failed request is worth repeating: a timeout, or the daemon briefly unreachable.
 inline bool transient(const Error& e) {

@@ -130,6 +130,14 @@ int main(int argc, char** argv) {
   mg->add_option("gpid", gpid, "the job's gpid")->required();
   mg->add_option("--to", to, "destination node")->required();
   mg->add_flag("--wait", wait_pages, "then follow its memory until the last page arrived");
+  bool eager = false;
+  int precopy_rounds = 0;
+  auto* eager_flag = mg->add_flag("--eager", eager, "stop-and-copy: all of its memory moves before it resumes");
+  auto* precopy_flag = mg->add_flag("--precopy{4}", precopy_rounds,
+                                    "copy its memory while it runs (at most ROUNDS rounds, default 4), then move it; "
+                                    "only what it wrote since follows lazily");
+  precopy_flag->excludes(eager_flag);
+  mg->add_flag("--json", json, "machine-readable output: one JSON object");
 
   std::string fault_node, fault_point, fault_action;
   int fault_ms = 0, fault_count = 1;
@@ -175,7 +183,16 @@ int main(int argc, char** argv) {
   if (ps->parsed()) return ferry::cli::ps(ctx);
   if (kill->parsed()) return ferry::cli::kill_job(ctx, gpid, signal);
   if (wait->parsed()) return ferry::cli::wait_job(ctx, gpid);
-  if (mg->parsed()) return ferry::cli::migrate(ctx, gpid, to, wait_pages);
+  if (mg->parsed()) {
+    if (precopy_flag->count() > 0 && (precopy_rounds < 1 || precopy_rounds > 64)) {
+      std::cerr << "ferry: migrate: --precopy=ROUNDS takes 1 to 64 rounds\n";
+      return 2;
+    }
+    auto mode = eager ? ferry::cli::MigrateMode::kEager
+                : precopy_flag->count() > 0 ? ferry::cli::MigrateMode::kPrecopy
+                                            : ferry::cli::MigrateMode::kLazy;
+    return ferry::cli::migrate(ctx, gpid, to, wait_pages, mode, uint32_t(std::max(precopy_rounds, 1)));
+  }
   if (f_set->parsed()) {
     if (fault_action == "delay" && fault_ms == 0) {
       std::cerr << "ferry: fault set: a delay needs --ms\n";

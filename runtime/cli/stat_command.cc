@@ -23,6 +23,8 @@ nlohmann::json import_json(xmm::wire::ImportStat::Reader s) {
     series.push_back({{"at_ms", w.getAtMs()}, {"faults", w.getFaults()}, {"on_demand_pages", w.getOnDemandPages()},
                       {"prefetched_pages", w.getPrefetchedPages()}, {"bytes", w.getBytes()}});
   auto l = s.getLatency();
+  nlohmann::json percentiles = nlohmann::json::array();
+  for (double v : s.getLatencyPercentiles()) percentiles.push_back(v);
   return {{"import", s.getImportId()},      {"label", s.getLabel().cStr()},
           {"pid", s.getPid()},              {"source", s.getSource().cStr()},
           {"state", s.getState().cStr()},   {"faults", s.getFaults()},
@@ -31,6 +33,7 @@ nlohmann::json import_json(xmm::wire::ImportStat::Reader s) {
           {"duplicate_pages", s.getDuplicatePages()}, {"present_pages", s.getPresentPages()},
           {"arrived_pages", s.getArrivedPages()},
           {"fault_latency_us", {{"p50", l.getP50Us()}, {"p90", l.getP90Us()}, {"p99", l.getP99Us()}, {"max", l.getMaxUs()}, {"count", l.getCount()}}},
+          {"latency_percentiles", percentiles}, {"staged_pages", s.getStagedPages()},
           {"ms_to_last_page", s.getMsToLastPage()}, {"elapsed_ms", s.getElapsedMs()}, {"series", series}};
 }
 
@@ -77,7 +80,13 @@ int stat(const Context& ctx, std::optional<uint64_t> gpid) {
                            {"present_pages", s.getPresentPages()}, {"sent_pages", s.getDeliveredPages()},
                            {"freed_pages", s.getFreedPages()}, {"bytes_sent", s.getBytesSent()},
                            {"state", s.getState().cStr()}});
-    out.push_back({{"node", node}, {"imports", imports}, {"exports", exports}});
+    nlohmann::json precopies = nlohmann::json::array();
+    for (auto p : reply.getPrecopies())
+      if (wanted(p.getLabel()))
+        precopies.push_back({{"label", p.getLabel().cStr()}, {"state", p.getState().cStr()}, {"round", p.getRound()},
+                             {"pages_sent", p.getPagesSent()}, {"staged_pages", p.getStagedPages()},
+                             {"last_dirty_pages", p.getLastDirtyPages()}, {"elapsed_ms", p.getElapsedMs()}});
+    out.push_back({{"node", node}, {"imports", imports}, {"exports", exports}, {"precopies", precopies}});
   }
   if (ctx.json) {
     std::cout << out.dump(2) << "\n";
@@ -104,6 +113,12 @@ int stat(const Context& ctx, std::optional<uint64_t> gpid) {
                                n["node"].get<std::string>(), e["object"].get<uint64_t>(), e["label"].get<std::string>(),
                                e["sent_pages"].get<uint64_t>(), e["present_pages"].get<uint64_t>(),
                                e["freed_pages"].get<uint64_t>(), e["state"].get<std::string>());
+  for (const auto& n : out)
+    for (const auto& p : n["precopies"])
+      std::cout << fmt::format("{:<4} {}: {}, round {}, {} pages sent, {} staged, {} written again in the last round\n",
+                               n["node"].get<std::string>(), p["label"].get<std::string>(), p["state"].get<std::string>(),
+                               p["round"].get<uint32_t>(), p["pages_sent"].get<uint64_t>(),
+                               p["staged_pages"].get<uint64_t>(), p["last_dirty_pages"].get<uint64_t>());
   return failed ? 1 : 0;
 }
 
