@@ -1,114 +1,156 @@
-// ferry-bench NAME [args] | all | list
-#include <sys/utsname.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
+// ferry-bench: runs Ferry's benchmarks and writes the performance report.
+//
+//   ferry-bench list                       the benchmarks, in the suite's order
+//   ferry-bench [--save] NAME [ARGS...]    one benchmark (ARGS: its sizes etc., see list);
+//                                          --save puts its entry into perf/results.json
+//   ferry-bench all [--quick] [--only A,B] [--skip A,B]
+//                                          the suite (`make bench`): each entry saved into
+//                                          perf/results.json as it finishes, then the report
+//   ferry-bench report [--results FILE] [--docs DIR]
+//                                          docs/PERFORMANCE.md and docs/perf/*.png from
+//                                          perf/results.json alone
 #include <algorithm>
-#include <cstdlib>
+#include <chrono>
+#include <cstring>
+#include <fmt/format.h>
 #include <iostream>
-#include <numeric>
-#include <stdexcept>
 
 #include "perf/bench.h"
+#include "perf/report.h"
+#include "perf/results_file.h"
 
 namespace ferry::bench {
 namespace {
 
-std::map<std::string, Benchmark>& mutable_registry() {
-  static std::map<std::string, Benchmark> r;
-  return r;
+// The suite's order: the transport and the pager first, then what migration is for.
+const std::vector<std::string> kOrder = {
+    "dipc-rtt",  "restore",    "fault-latency", "prefetch-throughput", "pager-rss",
+    "downtime",  "last-page",  "full-speed",    "slowdown",            "peak-memory",
+    "traffic"};
+
+std::vector<std::string> suite() {
+  std::vector<std::string> names;
+  for (const auto& n : kOrder)
+    if (registry().count(n)) names.push_back(n);
+  for (const auto& [n, b] : registry())
+    if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+  return names;
 }
-std::map<std::string, std::function<int(const std::string&, int)>>& helpers() {
-  static std::map<std::string, std::function<int(const std::string&, int)>> h;
-  return h;
+
+int usage(int status) {
+  std::cout << "usage: ferry-bench list | [--save] NAME [ARGS...] | all [--quick] [--only A,B] "
+               "[--skip A,B] | report [--results FILE] [--docs DIR]\n";
+  for (const auto& n : suite()) std::cout << fmt::format("  {:<20} {}\n", n, registry().at(n).what);
+  return status;
+}
+
+// Runs one benchmark: its entry, stamped with what the report needs, an "error" member if it
+// could not measure (or threw).
+nlohmann::json run_one(const Benchmark& b, const std::vector<std::string>& args) {
+  std::cout << fmt::format("== {} {}\n", b.name, fmt::join(args, " ")) << std::flush;
+  auto t0 = std::chrono::steady_clock::now();
+  nlohmann::json entry;
+  try {
+    entry = b.run(args);
+  } catch (const Interrupted&) {
+    progress_done();
+    throw;
+  } catch (const std::exception& e) {
+    progress_done();
+    entry = error_entry(b.name, std::string("exception: ") + e.what());
+  }
+  progress_done();
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  entry["name"] = b.name;
+  entry["what"] = b.what;
+  entry["args"] = args;
+  entry["seconds"] = seconds;
+  entry["ran_at"] = utc_now();
+  if (!entry.contains("machine")) entry["machine"] = machine_description();
+  if (!entry.contains("provider")) entry["provider"] = "tcp;ofi_rxm";
+  std::cout << fmt::format("== {} took {:.0f} s{}\n", b.name, seconds,
+                           entry.contains("error") ? " (error)" : "");
+  return entry;
+}
+
+int run_all(const std::vector<std::string>& args) {
+  bool quick = false;
+  std::vector<std::string> only, skip;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--quick") quick = true;
+    else if (args[i] == "--only" && i + 1 < args.size()) only = arg_list(args, ++i, {});
+    else if (args[i] == "--skip" && i + 1 < args.size()) skip = arg_list(args, ++i, {});
+    else return usage(2);
+  }
+  auto names = suite();
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::pair<std::string, std::string>> done;  // name, "ok" / "error"
+  for (size_t i = 0; i < names.size(); ++i) {
+    const auto& n = names[i];
+    if (!only.empty() && std::find(only.begin(), only.end(), n) == only.end()) continue;
+    if (std::find(skip.begin(), skip.end(), n) != skip.end()) continue;
+    const Benchmark& b = registry().at(n);
+    std::cout << fmt::format("\n[{}/{}] ", i + 1, names.size());
+    nlohmann::json entry;
+    try {
+      entry = run_one(b, quick ? b.quick_args : std::vector<std::string>{});
+    } catch (const Interrupted&) {
+      std::cout << "ferry-bench: interrupted; the benchmarks so far are in "
+                << default_results_path().string() << "\n";
+      return 130;
+    }
+    if (quick) entry["quick"] = true;
+    save_result(default_results_path(), entry, kOrder);
+    done.emplace_back(n, entry.contains("error") ? "error: " + entry["error"].get<std::string>()
+                                                 : "ok");
+  }
+  double minutes = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60;
+  std::cout << fmt::format("\nferry-bench all: {} benchmarks in {:.1f} min\n", done.size(), minutes);
+  for (const auto& [n, s] : done) std::cout << fmt::format("  {:<20} {}\n", n, s);
+  return write_report(default_results_path(), source_dir() / "docs");
+}
+
+int report_command(const std::vector<std::string>& args) {
+  auto results = default_results_path();
+  auto docs = source_dir() / "docs";
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--results" && i + 1 < args.size()) results = args[++i];
+    else if (args[i] == "--docs" && i + 1 < args.size()) docs = args[++i];
+    else return usage(2);
+  }
+  return write_report(results, docs);
 }
 
 }  // namespace
-
-Register::Register(Benchmark b) { mutable_registry().emplace(b.name, std::move(b)); }
-const std::map<std::string, Benchmark>& registry() { return mutable_registry(); }
-RegisterHelper::RegisterHelper(const std::string& name, std::function<int(const std::string&, int)> fn) {
-  helpers().emplace(name, std::move(fn));
-}
-
-Summary summarize(std::vector<double> v) {
-  Summary s;
-  s.n = v.size();
-  if (v.empty()) return s;
-  std::sort(v.begin(), v.end());
-  auto at = [&](double q) { return v[std::min(v.size() - 1, size_t(q * double(v.size())))]; };
-  s.p50 = at(0.50);
-  s.p90 = at(0.90);
-  s.p99 = at(0.99);
-  s.max = v.back();
-  s.mean = std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
-  return s;
-}
-
-nlohmann::json to_json(const Summary& s) {
-  return {{"p50", s.p50}, {"p90", s.p90}, {"p99", s.p99}, {"mean", s.mean}, {"max", s.max}, {"n", s.n}};
-}
-
-std::string machine_description() {
-  utsname u{};
-  uname(&u);
-  return std::string(u.machine) + ", " + std::to_string(sysconf(_SC_NPROCESSORS_ONLN)) + " CPUs, Linux " + u.release;
-}
-
-void maybe_run_helper() {
-  const char* name = std::getenv("FERRY_BENCH_HELPER");
-  if (!name) return;
-  auto it = helpers().find(name);
-  if (it == helpers().end()) _exit(127);
-  const char* arg = std::getenv("FERRY_BENCH_ARG");
-  const char* fd = std::getenv("FERRY_BENCH_FD");
-  _exit(it->second(arg ? arg : "", fd ? std::atoi(fd) : -1));
-}
-
-std::pair<int, std::string> spawn_helper(const std::string& name, const std::string& arg) {
-  int p[2];
-  if (pipe(p) != 0) throw std::runtime_error("pipe");
-  pid_t pid = fork();
-  if (pid == 0) {
-    close(p[0]);
-    setenv("FERRY_BENCH_HELPER", name.c_str(), 1);
-    setenv("FERRY_BENCH_ARG", arg.c_str(), 1);
-    setenv("FERRY_BENCH_FD", std::to_string(p[1]).c_str(), 1);
-    execl("/proc/self/exe", "ferry-bench-helper", nullptr);
-    _exit(127);
-  }
-  close(p[1]);
-  std::string line;
-  char c;
-  while (read(p[0], &c, 1) == 1 && c != '\n') line += c;
-  close(p[0]);
-  return {pid, line};
-}
-
 }  // namespace ferry::bench
 
 int main(int argc, char** argv) {
   using namespace ferry::bench;
   maybe_run_helper();
+  install_interrupt_handler();
   std::vector<std::string> args(argv + 1, argv + argc);
-  if (args.empty() || args[0] == "list" || args[0] == "--help") {
-    std::cout << "usage: ferry-bench NAME [args] | all | list\n";
-    for (const auto& [name, b] : registry()) std::cout << "  " << name << ": " << b.what << "\n";
-    return args.empty() ? 2 : 0;
+  if (args.empty()) return usage(2);
+  if (args[0] == "list" || args[0] == "--help" || args[0] == "-h") return usage(0);
+  if (args[0] == "all") return run_all({args.begin() + 1, args.end()});
+  if (args[0] == "report") return report_command({args.begin() + 1, args.end()});
+  bool save = false;
+  if (args[0] == "--save") {
+    save = true;
+    args.erase(args.begin());
+    if (args.empty()) return usage(2);
   }
-  std::vector<std::string> names;
-  if (args[0] == "all")
-    for (const auto& [name, b] : registry()) names.push_back(name);
-  else
-    names.push_back(args[0]);
-  for (const auto& name : names) {
-    auto it = registry().find(name);
-    if (it == registry().end()) {
-      std::cerr << "ferry-bench: no benchmark named " << name << " (ferry-bench list)\n";
-      return 2;
-    }
-    auto result = it->second.run(std::vector<std::string>(args.begin() + 1, args.end()));
-    std::cout << result.dump() << std::endl;
+  auto it = registry().find(args[0]);
+  if (it == registry().end()) {
+    std::cerr << "ferry-bench: no benchmark named " << args[0] << " (ferry-bench list)\n";
+    return 2;
+  }
+  try {
+    auto entry = run_one(it->second, {args.begin() + 1, args.end()});
+    std::cout << entry.dump() << std::endl;
+    if (save) save_result(default_results_path(), entry, kOrder);
+  } catch (const Interrupted&) {
+    std::cout << "ferry-bench: interrupted\n";
+    return 130;
   }
   return 0;
 }
