@@ -247,14 +247,44 @@ void Agent::deliver(Job& job, int sig) {
   spdlog::info("{}: gpid {}: signal {} delivered to pid {}", port_.name(), job.gpid, sig, job.pid);
 }
 
+void Agent::deliver_direct(Job& job, int sig) {
+  if (!job.awaiting_forwards.empty()) {
+    job.held_direct.push_back(sig);
+    spdlog::info("{}: gpid {}: signal {} held until the signals queued during migration {} are forwarded", port_.name(),
+                 job.gpid, sig, job.awaiting_forwards);
+    return;
+  }
+  deliver(job, sig);
+}
+
+void Agent::forwards_done(uint64_t gpid, const std::string& id, const char* why) {
+  auto it = jobs_.find(gpid);
+  if (it == jobs_.end() || it->second.awaiting_forwards != id) return;
+  Job& job = it->second;
+  job.awaiting_forwards.clear();
+  if (!job.held_direct.empty())
+    spdlog::info("{}: gpid {}: {}: {} held signals delivered", port_.name(), gpid, why, job.held_direct.size());
+  while (!job.held_direct.empty()) {
+    deliver(job, job.held_direct.front());
+    job.held_direct.pop_front();
+  }
+}
+
 void Agent::signal(dipc::Request& req) {
   auto r = req.body<wire::SignalProcess>();
   uint64_t gpid = r.getGpid();
   int sig = r.getSignal();
+  std::string forward = r.getForwardId();
+  bool from_agent = !req.caller().local && req.from().rfind("agent@", 0) == 0;
+  // Signal 0 with a forward id ".../end": the source's queue for that migration is all forwarded.
+  const std::string end = "/end";
+  if (from_agent && sig == 0 && forward.size() > end.size() && forward.ends_with(end)) {
+    forwards_done(gpid, forward.substr(0, forward.size() - end.size()), "every queued signal was forwarded");
+    return req.reply<dipc::wire::Empty>([](auto) {});
+  }
   if (sig <= 0 || sig >= NSIG) return req.fail(ErrorCode::kInvalid, "no signal " + std::to_string(sig));
   // From another agent: it already checked the caller's rights; deliver if the job is here.
-  if (!req.caller().local && req.from().rfind("agent@", 0) == 0) {
-    std::string forward = r.getForwardId();
+  if (from_agent) {
     if (!forward.empty() && std::find(forwards_seen_.begin(), forwards_seen_.end(), forward) != forwards_seen_.end()) {
       spdlog::info("{}: gpid {}: signal {} ({}) was delivered already", port_.name(), gpid, sig, forward);
       return req.reply<dipc::wire::Empty>([](auto) {});
@@ -263,14 +293,16 @@ void Agent::signal(dipc::Request& req) {
       if (!forward.empty()) {
         forwards_seen_.push_back(forward);
         if (forwards_seen_.size() > 4096) forwards_seen_.pop_front();
+        deliver(it->second, sig);
+      } else {
+        deliver_direct(it->second, sig);
       }
-      deliver(it->second, sig);
       return req.reply<dipc::wire::Empty>([](auto) {});
     }
   }
   with_process(req, gpid, [this, gpid, sig](std::shared_ptr<dipc::Request> held, const std::string& node, uint32_t) {
     if (auto it = jobs_.find(gpid); it != jobs_.end()) {
-      deliver(it->second, sig);
+      deliver_direct(it->second, sig);
       return held->reply<dipc::wire::Empty>([](auto) {});
     }
     if (node == options_.node) return held->fail(ErrorCode::kNotFound, "gpid " + std::to_string(gpid) + " is not on " + node);

@@ -21,7 +21,9 @@
 //   job's memory to the destination's pager round after round; then a lazy migration in which
 //   only what the job wrote since its copy crosses the network). A precopy that fails leaves the
 //   job running here, untouched.
-// - Signals to a migrating job are queued at the source, in order, and delivered exactly once.
+// - Signals to a migrating job are queued at the source, in order, and delivered exactly once;
+//   after the move, signals sent to it directly wait at the destination until the source's
+//   queue has been forwarded (an end marker says so, or 15 s pass), so none overtakes them.
 // - A (re)started agent asks the master which jobs its node holds: those still running are
 //   taken back (their exit status is known only if seen as a zombie: -1 otherwise), the others
 //   are reported lost with the reason. A stopping agent (SIGTERM) kills its jobs; a crashed one
@@ -77,6 +79,10 @@ class Agent {
     bool adopted = false;      // found again after an agent restart: not our child
     int pager_strikes = 0;     // checks in a row that found its import's pager gone
     std::string lost_reason;   // set when the agent itself killed it for good reason
+    // Just arrived by migration `awaiting_forwards`: signals sent to it directly wait until the
+    // source has forwarded those it queued during the migration (they came first).
+    std::string awaiting_forwards;
+    std::deque<int> held_direct;
   };
   struct Migration;
   struct Installed;  // the destination's side of a migration, installed, until it runs or is undone
@@ -92,6 +98,10 @@ class Agent {
   void with_process(dipc::Request& req, uint64_t gpid,
                     std::function<void(std::shared_ptr<dipc::Request>, const std::string& node, uint32_t pid)> then);
   void deliver(Job& job, int sig);
+  // A signal sent to the job now (not one forwarded from its previous node).
+  void deliver_direct(Job& job, int sig);
+  // The forwards of migration `id` are all in (or will never come): held signals go.
+  void forwards_done(uint64_t gpid, const std::string& id, const char* why);
   void start_migration(std::shared_ptr<dipc::Request> req, Job& job, const std::string& to, MigrationPlan plan);
   // Precopy (agent_precopy.cc): the job makes a userfaultfd for the pager's write tracking, then
   // runs on while the pager copies; once it has converged, start_migration.

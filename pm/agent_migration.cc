@@ -204,8 +204,10 @@ void Agent::start_migration(std::shared_ptr<dipc::Request> req, Job& job, const 
     spdlog::info("{}: {} to {} refused: {}", port_.name(), label, to, why);
     req->fail(code, "gpid " + std::to_string(job.gpid) + " cannot migrate: " + why);
   };
-  // Step 1: freeze. From here on signals for it are queued.
+  // Step 1: freeze. From here on signals for it are queued (those held for its last move's
+  // forwards first: they go with it).
   job.migrating = true;
+  if (!job.awaiting_forwards.empty()) forwards_done(job.gpid, job.awaiting_forwards, "it migrates again");
   auto frozen = FrozenProcess::freeze(job.pid);
   if (!frozen) return refuse(frozen.error().code, frozen.error().message);
   m->frozen = std::move(frozen).value();
@@ -229,11 +231,12 @@ void Agent::start_migration(std::shared_ptr<dipc::Request> req, Job& job, const 
   }
   // Step 2: capture and export.
   auto image = m->message.initRoot<wire::ProcessImage>();
-  if (Status s = m->frozen->capture(image); !s) return refuse(s.error().code, s.error().message);
+  // Which of its anonymous pages hold data the pager learns after the freeze (capture.h).
+  if (Status s = m->frozen->capture(image, CaptureOptions{.lazy_presence = false}); !s)
+    return refuse(s.error().code, s.error().message);
   double state_ms = ms_since(m->t0);
   auto reader = image.asReader();
-  for (auto v : reader.getVmas())
-    if (is_lazy(v)) m->present += v.getPresentPages();
+  m->present = reader.getResidentAnonBytes() / kPage;  // the pager counts them exactly after
   auto ranges = ranges_to_serve(reader);
   // Sent with the state: what cannot be registered (written pages of private file mappings)
   // and the pages the restore itself writes. The rest follows through the pager.
@@ -264,7 +267,6 @@ void Agent::start_migration(std::shared_ptr<dipc::Request> req, Job& job, const 
   m->object_id = cap.getObjectId();
   m->token.assign(reinterpret_cast<const char*>(cap.getToken().begin()), cap.getToken().size());
   m->capture_ms = ms_since(m->t0);
-  if (plan.precopy_id) m->staged_pages = exported.value().get().getStagedPages();
   spdlog::info("{}: {}: frozen pid {} and captured in {:.1f} ms (freeze {:.1f}, state {:.1f}, eager pages {:.1f}, "
                "export {:.1f}; {} image bytes, {} eager bytes, {} pages to follow{}); offering to {} ({})",
                port_.name(), label, job.pid, m->capture_ms, freeze_ms, state_ms - freeze_ms, eager_ms - state_ms,
@@ -363,11 +365,13 @@ void Agent::settle_unknown(std::shared_ptr<Migration> m, Error e) {
 
 // In order, one at a time; a signal whose forwarding timed out is sent again with the same id
 // (the destination delivers an id once), for as long as the destination may come back.
+// After the last one, signal 0 with the id "<migration>/end" tells the destination that its
+// queue is through: signals sent to the job directly meanwhile were held there until then.
 void Agent::forward_signals(const std::string& to, uint64_t gpid, const std::string& migration,
                             std::shared_ptr<std::deque<int>> signals, size_t next, int attempt) {
-  if (next >= signals->size()) return;
-  int sig = (*signals)[next];
-  std::string id = migration + "/" + std::to_string(next);
+  if (next > signals->size()) return;
+  int sig = next < signals->size() ? (*signals)[next] : 0;
+  std::string id = migration + "/" + (next < signals->size() ? std::to_string(next) : std::string("end"));
   port_.call<wire::SignalProcess, dipc::wire::Empty>(
       "agent@" + to,
       [&](wire::SignalProcess::Builder b) {
@@ -420,7 +424,10 @@ void Agent::end_migration(std::shared_ptr<Migration> m, Status outcome) {
     return m->req->fail(outcome.error().code, "migration of gpid " + std::to_string(m->gpid) + " to " + m->to + " failed: " +
                                                   outcome.error().message + "; it continues on " + options_.node);
   }
-  // Committed: the frozen process becomes the pager's memory shell (step 5).
+  // Committed: the job runs at the destination since just before its answer arrived (what
+  // follows, handing over the shell, does not keep it waiting).
+  double stood = ms_since(m->t0);
+  // The frozen process becomes the pager's memory shell (step 5).
   if (m->plan.precopy_id) end_precopy(m->plan.precopy_id, true, "");
   pid_t shell = job.pid;
   if (Status s = m->frozen->hand_over(); !s)
@@ -441,7 +448,6 @@ void Agent::end_migration(std::shared_ptr<Migration> m, Status outcome) {
   uint64_t gpid = m->gpid;
   jobs_.erase(it);
   forward_signals(m->to, gpid, m->id, std::make_shared<std::deque<int>>(queued), 0, 0);
-  double stood = ms_since(m->t0);
   spdlog::info("{}: {} committed ({}): {} -> {} (pid {}), stood still {:.1f} ms; {} queued signals forwarded", port_.name(),
                label, mode_name(m->plan.mode), options_.node, m->to, m->new_pid, stood, queued.size());
   m->req->reply<wire::MigrateReply>([&](wire::MigrateReply::Builder b) {
@@ -499,8 +505,11 @@ void Agent::offer(dipc::Request& req) {
     if (stage_id) drop_stage(stage_id, stage_token, why);
     req.fail(code, why);
   };
-  uint64_t need = 0;
-  for (auto v : image.getVmas()) need += v.getPresentPages() * kPage;
+  uint64_t need = image.getResidentAnonBytes();
+  if (image.getLazyPresence()) {
+    need = 0;
+    for (auto v : image.getVmas()) need += v.getPresentPages() * kPage;
+  }
   need -= std::min(need, o.getStagedPages() * kPage);  // held here already
   uint64_t avail = mem_available_bytes();
   if (need > avail / 10 * 9)
@@ -660,6 +669,10 @@ void Agent::resume_installed(std::shared_ptr<Installed> in, double commit_ms) {
   job.label = "gpid " + std::to_string(in->gpid);
   job.uffd = std::move(in->uffd);
   job.import_label = in->label;
+  job.awaiting_forwards = in->id;  // until the source forwarded what it queued (or 15 s)
+  port_.loop().after(std::chrono::seconds(15), [this, gpid = in->gpid, id = in->id] {
+    forwards_done(gpid, id, "the source's forwards did not all come within 15 s");
+  });
   spdlog::info("{}: {}: committed and resumed as pid {}", port_.name(), in->label, job.pid);
   in->req->reply<wire::OfferReply>([&](wire::OfferReply::Builder b) {
     b.setPid(uint32_t(job.pid));

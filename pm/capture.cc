@@ -142,7 +142,7 @@ Status FrozenProcess::hand_over() {
   return tracee_->detach_stopped();
 }
 
-Status FrozenProcess::capture(wire::ProcessImage::Builder image) {
+Status FrozenProcess::capture(wire::ProcessImage::Builder image, const CaptureOptions& options) {
   pid_t pid = tracee_->pid();
   SameCpu pinned(pid);
   auto status = parse_status(read_text(proc(pid, "status")));
@@ -164,6 +164,8 @@ Status FrozenProcess::capture(wire::ProcessImage::Builder image) {
   image.setCommand(cmdline);
   image.setCwd(read_link(proc(pid, "cwd")));
   image.setUmask(status.value().umask);
+  image.setResidentAnonBytes(status.value().rss_anon_kib * 1024);
+  image.setLazyPresence(options.lazy_presence);
   timespec now{};
   clock_gettime(CLOCK_REALTIME, &now);
   image.setCapturedAtNs(uint64_t(now.tv_sec) * 1000000000ull + uint64_t(now.tv_nsec));
@@ -193,7 +195,9 @@ Status FrozenProcess::capture(wire::ProcessImage::Builder image) {
     w.setDevice(makedev(v.dev_major, v.dev_minor));
     w.setGrowsDown(v.path == "[stack]");
     w.setShared(v.shared && v.path != "[vsyscall]");
-    if (!v.is_special() && v.prot() != PROT_NONE && !v.shared) {
+    bool lazy = vma_kind(v) == wire::Vma::Kind::ANONYMOUS || vma_kind(v) == wire::Vma::Kind::HEAP ||
+                vma_kind(v) == wire::Vma::Kind::STACK;
+    if (!v.is_special() && v.prot() != PROT_NONE && !v.shared && (options.lazy_presence || !lazy)) {
       if (Status s = fill_present(pagemap, v, w, page); !s) {
         ::close(pagemap);
         return s;

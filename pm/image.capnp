@@ -23,6 +23,9 @@ struct ProcessImage {
   creds @14 :Credentials;
   capturedAtNs @15 :UInt64;      # CLOCK_REALTIME
   pageSize @16 :UInt32;
+  residentAnonBytes @17 :UInt64; # RssAnon at capture: what its memory will take elsewhere
+  lazyPresence @18 :Bool = true; # false: the lazy VMAs carry no presence bits (a migration's
+                                 # pager finds out after the freeze)
 }
 
 struct Vma {

@@ -119,6 +119,7 @@ Result<StatusInfo> parse_status(std::string_view text) {
     std::istringstream v(line.substr(colon + 1));
     if (key == "Threads") v >> s.threads;
     else if (key == "Umask") v >> std::oct >> s.umask;
+    else if (key == "RssAnon") v >> s.rss_anon_kib;
     else if (key == "Uid") v >> s.uid[0] >> s.uid[1] >> s.uid[2] >> s.uid[3];
     else if (key == "Gid") v >> s.gid[0] >> s.gid[1] >> s.gid[2] >> s.gid[3];
     else if (key == "Groups") for (uint32_t g; v >> g;) s.groups.push_back(g);

@@ -55,6 +55,7 @@ struct StatusInfo {
   uint64_t sig_pending_thread = 0, sig_pending_shared = 0;
   std::string state;  // "S (sleeping)", ...
   bool traced = false;  // TracerPid != 0
+  uint64_t rss_anon_kib = 0;
 };
 Result<StatusInfo> parse_status(std::string_view text);
 

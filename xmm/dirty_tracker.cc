@@ -70,7 +70,9 @@ Result<std::vector<DirtyTracker::Range>> DirtyTracker::scan(const pm::pagemap::Q
 }
 
 Result<std::vector<DirtyTracker::Range>> DirtyTracker::present() {
-  return scan({.any_of = pm::pagemap::kPresent | pm::pagemap::kSwapped});
+  // Not kSwapped: the markers WP_UNPOPULATED leaves on never-touched pages count as swap
+  // entries. A page really swapped out follows lazily (the export finds it).
+  return scan({.any_of = pm::pagemap::kPresent});
 }
 
 Result<std::vector<DirtyTracker::Range>> DirtyTracker::take_written() {

@@ -9,7 +9,8 @@
 // - start() takes a userfaultfd created *in the process* (only its mm can be tracked; the agent
 //   injects the userfaultfd() call) and copied to us, registers the ranges for write-protection
 //   and protects every page. From then on a write to any page of the ranges is recorded.
-// - present() lists the pages that hold data now (the first round's set).
+// - present() lists the pages in memory now (the first round's set; swapped-out pages are not
+//   in it, they follow lazily).
 // - take_written() lists the pages written since start() or the previous take_written(), and
 //   protects them again atomically with the listing: a write during or after the call shows in
 //   the next one. A page zapped by the process (madvise DONTNEED) counts as written.

@@ -32,6 +32,10 @@ struct Exporter::Object {
   std::vector<uint64_t> first_page;  // index of each range's first page
   std::vector<uint8_t> present;      // bit per page
   std::vector<uint8_t> staged;       // bit per page: a precopy's stage holds it (empty: none)
+  UniqueFd pagemap;
+  bool presence_ready = false;       // `present` is known (learn_presence); until then each
+                                     // fetch reads the pagemap entries of its own pages
+  bool precopy = false;
   std::vector<uint8_t> sent;         // bit per page
   std::vector<uint8_t> acked;        // bit per page: the importer has it
   std::vector<Range> to_free;        // acknowledged, not yet freed in the shell
@@ -84,8 +88,8 @@ Result<ExportedObject> Exporter::export_process(pid_t pid, const std::vector<Ran
   };
   o->mem.reset(::open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY | O_CLOEXEC));
   if (!o->mem) return fail("open /proc/PID/mem", errno);
-  UniqueFd pagemap(::open(("/proc/" + std::to_string(pid) + "/pagemap").c_str(), O_RDONLY | O_CLOEXEC));
-  if (!pagemap) return fail("open /proc/PID/pagemap", errno);
+  o->pagemap.reset(::open(("/proc/" + std::to_string(pid) + "/pagemap").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!o->pagemap) return fail("open /proc/PID/pagemap", errno);
   for (const auto& r : ranges) {
     o->first_page.push_back(o->total_pages);
     o->total_pages += (r.end - r.start) / kPage;
@@ -93,32 +97,54 @@ Result<ExportedObject> Exporter::export_process(pid_t pid, const std::vector<Ran
   o->present.assign((o->total_pages + 7) / 8, 0);
   o->sent.assign(o->present.size(), 0);
   o->acked.assign(o->present.size(), 0);
-  for (size_t ri = 0; ri < ranges.size(); ++ri) {
-    auto with_data = pm::pagemap::pages_with_content(pagemap.get(), ranges[ri].start, ranges[ri].end, /*anonymous=*/true);
-    if (!with_data) return fail("PAGEMAP_SCAN", EIO);
-    for (const auto& r : with_data.value()) {
-      uint64_t n = (r.end - r.start) / kPage;
-      pm::pagemap::set_bits(o->present.data(), o->first_page[ri] + (r.start - ranges[ri].start) / kPage, n);
-      o->present_pages += n;
-    }
-  }
-  if (precopy) {
-    o->staged.assign(o->present.size(), 0);
-    for (size_t ri = 0; ri < ranges.size(); ++ri) precopy->clean_bits(ranges[ri].start, ranges[ri].end, o->staged, o->first_page[ri]);
-    for (size_t b = 0; b < o->staged.size(); ++b) {
-      o->staged[b] &= o->present[b];  // a page without data is a zero page whatever the stage holds
-      o->sent[b] = o->staged[b];      // sent ahead: acknowledged once the importer installed it
-      o->staged_pages += uint64_t(__builtin_popcount(o->staged[b]));
-    }
-    o->sent_pages = o->staged_pages;
-  }
-  ExportedObject out{o->id, o->token, o->present_pages, o->total_pages, o->staged_pages};
-  spdlog::info("{}: {} exported as object {} ({} pages, {} with data, {} of them staged at the destination; {} pid {})",
-               pager_, label, o->id, o->total_pages, o->present_pages, o->staged_pages, adopt ? "shell" : "frozen process", pid);
-  Object& ref = *o;
+  o->precopy = precopy != nullptr;
+  ExportedObject out{o->id, o->token, 0, o->total_pages, 0};
+  spdlog::info("{}: {} exported as object {} ({} pages; {} pid {}); which hold data is found next", pager_, label, o->id,
+               o->total_pages, adopt ? "shell" : "frozen process", pid);
   objects_[o->id] = std::move(o);
-  if (ref.present_pages == 0 && ref.shell) finish(ref, "it has no page with data");
   return out;
+}
+
+Status Exporter::learn_presence(uint64_t id, const Precopy* precopy) {
+  auto it = objects_.find(id);
+  if (it == objects_.end() || it->second->done) return make_error(ErrorCode::kNotFound, "object " + std::to_string(id) + " is gone");
+  Object& o = *it->second;
+  if (o.presence_ready) return Status::Ok();
+  auto t0 = std::chrono::steady_clock::now();
+  for (size_t ri = 0; ri < o.ranges.size(); ++ri) {
+    auto with_data = pm::pagemap::pages_with_content(o.pagemap.get(), o.ranges[ri].start, o.ranges[ri].end, /*anonymous=*/true);
+    if (!with_data) {
+      finish(o, "its pages cannot be told apart: " + with_data.error().message);
+      return with_data.error();
+    }
+    for (const auto& r : with_data.value())
+      pm::pagemap::set_bits(o.present.data(), o.first_page[ri] + (r.start - o.ranges[ri].start) / kPage, (r.end - r.start) / kPage);
+  }
+  o.present_pages = 0;
+  for (uint8_t b : o.present) o.present_pages += uint64_t(__builtin_popcount(b));
+  if (o.precopy && precopy) {
+    o.staged.assign(o.present.size(), 0);
+    for (size_t ri = 0; ri < o.ranges.size(); ++ri)
+      precopy->clean_bits(o.ranges[ri].start, o.ranges[ri].end, o.staged, o.first_page[ri]);
+    for (size_t b = 0; b < o.staged.size(); ++b) {
+      o.staged[b] &= o.present[b];  // a page without data is a zero page whatever the stage holds
+      o.staged[b] &= uint8_t(~o.sent[b]);  // fetched already: its importer has it from here
+      o.sent[b] |= o.staged[b];     // sent ahead: acknowledged once the importer installed it
+      o.staged_pages += uint64_t(__builtin_popcount(o.staged[b]));
+    }
+    o.sent_pages += o.staged_pages;
+  }
+  o.presence_ready = true;
+  spdlog::info("{}: object {} ({}): {} of {} pages hold data, {} of them staged at the destination ({:.1f} ms)", pager_, id,
+               o.label, o.present_pages, o.total_pages, o.staged_pages,
+               std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  if (o.present_pages == 0 && o.shell) finish(o, "it has no page with data");
+  return Status::Ok();
+}
+
+bool Exporter::presence_ready(uint64_t id) const {
+  auto it = objects_.find(id);
+  return it == objects_.end() || it->second->presence_ready;
 }
 
 Status Exporter::adopt(uint64_t id, std::span<const std::byte> token) {
@@ -143,6 +169,7 @@ Result<Exporter::Object*> Exporter::find(uint64_t id, std::span<const std::byte>
 Status Exporter::describe(uint64_t id, std::span<const std::byte> token, wire::ObjectMap::Builder out) {
   auto o = find(id, token);
   if (!o) return o.error();
+  if (!o.value()->presence_ready) return make_error(ErrorCode::kUnavailable, "object " + std::to_string(id) + " is not mapped yet");
   auto ranges = out.initRanges(uint32_t(o.value()->ranges.size()));
   for (size_t i = 0; i < o.value()->ranges.size(); ++i) {
     ranges[uint32_t(i)].setStart(o.value()->ranges[i].start);
@@ -179,6 +206,17 @@ Status Exporter::fetch(uint64_t id, std::span<const std::byte> token, uint64_t a
   }
   Object& o = *find(id, token).value();
   int64_t first = o.index(address);
+  if (!o.presence_ready) {
+    // Asked before its presence was learnt: the pagemap entries of these pages say it.
+    uint64_t entries[kMaxFetchPages];
+    if (::pread(o.pagemap.get(), entries, pages * sizeof(uint64_t), off_t(address / kPage * sizeof(uint64_t))) !=
+        ssize_t(pages * sizeof(uint64_t))) {
+      out.setPages(0);
+      return make_error(ErrorCode::kUnavailable, errno_message("reading the pagemap of " + o.label, errno));
+    }
+    for (uint32_t i = 0; i < pages; ++i)
+      if (entries[i] & (3ull << 62)) Object::set_bit(o.present, uint64_t(first) + i);  // present or swapped
+  }
   std::vector<uint8_t> bits((pages + 7) / 8, 0);
   uint32_t with_data = 0;
   for (uint32_t i = 0; i < pages; ++i)
@@ -328,7 +366,7 @@ void Exporter::free_sent_pages() {
       }
       o.to_free.clear();
     }
-    if (!o.done && o.acked_pages == o.present_pages) finish(o, "every page with data arrived");
+    if (!o.done && o.presence_ready && o.acked_pages == o.present_pages) finish(o, "every page with data arrived");
     if (o.done)
       it = objects_.erase(it);
     else

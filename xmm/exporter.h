@@ -4,8 +4,11 @@
 // Contract:
 // - export_process() takes a handed-over process (pm::FrozenProcess::hand_over) under ptrace,
 //   with PTRACE_O_EXITKILL: if this pager dies, its shells die with it and importers fail
-//   cleanly instead of waiting. It reads /proc/PID/pagemap to know which pages carry data;
-//   the others are reported as zero and never sent.
+//   cleanly instead of waiting. It answers at once; learn_presence() then walks the page tables
+//   (PAGEMAP_SCAN) to know which pages carry data, off the migration's freeze. The others are
+//   reported as zero and never sent. Until it has, describe() is refused with kUnavailable (the
+//   pager answers such an OpenObject once it knows) and fetch() reads the pagemap entries of
+//   the pages asked for.
 // - Every request must carry the object's id and its token (the capability); anything else is
 //   refused with kUnauthorized, and an address outside the object with kInvalid.
 // - A page is read from the shell when asked for (as often as asked: a reply may be lost);
@@ -58,6 +61,10 @@ class Exporter {
   Result<ExportedObject> export_process(pid_t pid, const std::vector<Range>& ranges, const std::string& label,
                                         bool adopt = true, const Precopy* precopy = nullptr);
   Status adopt(uint64_t id, std::span<const std::byte> token);
+  // Which pages of object `id` hold data, and with a finished `precopy`, which of them its
+  // stage holds as they are now. Ends the object if the page tables cannot be read.
+  Status learn_presence(uint64_t id, const Precopy* precopy);
+  bool presence_ready(uint64_t id) const;  // true for an unknown id too
 
   // The object's ranges and which pages carry data.
   Status describe(uint64_t id, std::span<const std::byte> token, wire::ObjectMap::Builder out);

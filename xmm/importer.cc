@@ -96,7 +96,23 @@ void Importer::start(ImportSpec spec, UniqueFd uffd, std::function<void(Result<u
   const ImportSpec& s = im->spec;
   spdlog::info("{}: import {} of {}: object {} from {}, pid {}, {} ranges{}", fault_port_.name(), id, s.label,
                s.object_id, s.source, s.pid, s.ranges.size(), s.prefetch ? "" : ", no prefetch");
+  // Serving starts now, before the source says which pages hold data (it finds out after the
+  // freeze, off the job's downtime): a page asked for meanwhile comes back with data or as zero.
+  im->table = std::make_unique<PageTable>(s.ranges);
+  im->state = "fetching";
+  Import& ref = *im;
   imports_[id] = std::move(im);
+  Status w = fault_port_.loop().watch(ref.uffd->fd(), [this, id](uint32_t) { on_readable(id); });
+  if (!w) {
+    fail(ref, w.error().message);
+    return done(w.error());
+  }
+  (void)fault_port_.loop().watch(ref.pidfd.get(), [this, id](uint32_t) {
+    auto it = imports_.find(id);
+    if (it == imports_.end() || it->second->ended) return;
+    it->second->state = it->second->table->outstanding() ? "ended: the process exited" : "complete";
+    finish(*it->second);
+  });
   fault_port_.call<wire::OpenObject, wire::ObjectMap>(
       s.source,
       [&](wire::OpenObject::Builder b) {
@@ -104,42 +120,30 @@ void Importer::start(ImportSpec spec, UniqueFd uffd, std::function<void(Result<u
         b.initToken(uint32_t(s.token.size()));
         std::memcpy(b.getToken().begin(), s.token.data(), s.token.size());
       },
-      [this, id, done = std::move(done)](Result<dipc::Message<wire::ObjectMap>> r) {
+      [this, id](Result<dipc::Message<wire::ObjectMap>> r) {
         auto it = imports_.find(id);
-        if (it == imports_.end()) return done(make_error(ErrorCode::kInternal, "import vanished"));
+        if (it == imports_.end() || it->second->ended) return;
         Import& im = *it->second;
-        if (!r) {
-          fail(im, "cannot open object " + std::to_string(im.spec.object_id) + " at " + im.spec.source + ": " + r.error().message);
-          return done(r.error());
-        }
+        if (!r) return fail(im, "cannot open object " + std::to_string(im.spec.object_id) + " at " + im.spec.source + ": " + r.error().message);
         auto map = r.value().get();
-        std::vector<PageTable::Range> ranges;
-        for (auto x : map.getRanges()) ranges.push_back({x.getStart(), x.getEnd()});
+        bool same = map.getRanges().size() == im.spec.ranges.size();
+        for (uint32_t i = 0; same && i < map.getRanges().size(); ++i)
+          same = map.getRanges()[i].getStart() == im.spec.ranges[i].start && map.getRanges()[i].getEnd() == im.spec.ranges[i].end;
+        if (!same) return fail(im, "the object at " + im.spec.source + " does not cover the ranges to serve");
         auto bits = map.getPresent();
         std::vector<uint8_t> staged;
         if (im.spec.stage) staged.assign(map.getStaged().begin(), map.getStaged().end());
-        im.table = std::make_unique<PageTable>(ranges, std::vector<uint8_t>(bits.begin(), bits.end()), staged);
-        im.state = "fetching";
-        int fd = im.uffd->fd();
-        Status w = fault_port_.loop().watch(fd, [this, id](uint32_t) { on_readable(id); });
-        if (!w) {
-          fail(im, w.error().message);
-          return done(w.error());
-        }
-        (void)fault_port_.loop().watch(im.pidfd.get(), [this, id](uint32_t) {
-          auto it = imports_.find(id);
-          if (it == imports_.end() || it->second->ended) return;
-          it->second->state = it->second->table->outstanding() ? "ended: the process exited" : "complete";
-          finish(*it->second);
-        });
-        spdlog::info("{}: import {} of {} serving: {} pages with data at {}, {} of them staged here", fault_port_.name(), id,
-                     im.spec.label, im.table->present_pages(), im.spec.source, im.table->staged());
-        done(id);
+        im.table->apply_presence(std::vector<uint8_t>(bits.begin(), bits.end()), staged);
+        spdlog::info("{}: import {} of {}: {} pages with data at {}, {} of them staged here ({:.1f} ms after the start)",
+                     fault_port_.name(), id, im.spec.label, im.table->present_pages(), im.spec.source, im.table->staged(),
+                     ms(Clock::now() - im.started));
         check_complete(im);
         prefetch_more(im);
-        if (im.table && im.table->staged() > 0) fault_port_.loop().post([this, id] { install_staged_more(id); });
+        if (!im.ended && im.table->staged() > 0) fault_port_.loop().post([this, id] { install_staged_more(id); });
       },
       dipc::CallOptions{timeout_, std::nullopt});
+  spdlog::info("{}: import {} of {} serving", fault_port_.name(), id, ref.spec.label);
+  done(id);
 }
 
 void Importer::on_readable(uint64_t id) {
@@ -342,6 +346,7 @@ void Importer::install(uint64_t id, uint64_t dest, uint64_t source, uint32_t pag
     im.duplicates += already;
     im.table->set(at_addr, j - i, PageState::kHere);
     uint64_t n = j - i;
+    if (im.spec.stage) im.spec.stage->release(source + uint64_t(i) * kPage, uint32_t(n));  // its stale copy, if any
     im.arrived += has_data(i) ? n : 0;
     if (!has_data(i)) im.zero += n;
     if (prefetch) {
@@ -363,7 +368,7 @@ void Importer::install(uint64_t id, uint64_t dest, uint64_t source, uint32_t pag
 }
 
 void Importer::prefetch_more(Import& im) {
-  if (!im.spec.prefetch || im.ended || !im.table) return;
+  if (!im.spec.prefetch || im.ended || !im.table || !im.table->presence_known()) return;
   while (im.bulk_in_flight < kPrefetchInFlight) {
     auto run = im.table->next_needed(im.last_fault, kPrefetchPages);
     if (!run) return;
@@ -423,7 +428,7 @@ void Importer::install_staged_more(uint64_t id) {
 }
 
 void Importer::check_complete(Import& im) {
-  if (im.ended || !im.table || im.table->outstanding() != 0) return;
+  if (im.ended || !im.table || !im.table->presence_known() || im.table->outstanding() != 0) return;
   im.state = "complete";
   finish(im);
 }

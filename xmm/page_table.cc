@@ -7,32 +7,50 @@ namespace {
 constexpr size_t kLookAhead = 4096;  // pages scanned after a fault before falling back
 }
 
-PageTable::PageTable(const std::vector<Range>& ranges, const std::vector<uint8_t>& present,
-                     const std::vector<uint8_t>& staged) {
-  auto bit_of = [](const std::vector<uint8_t>& v, size_t bit) { return bit / 8 < v.size() && ((v[bit / 8] >> (bit % 8)) & 1); };
-  size_t bit = 0;
+PageTable::PageTable(const std::vector<Range>& ranges) {
   for (const auto& r : ranges) {
-    Segment s{r.start, r.start, {}, 0, 0};
-    size_t n = (r.end - r.start) / kPage;
-    s.pages.resize(n, PageState::kZero);
-    for (size_t i = 0; i < n; ++i, ++bit) {
-      if (bit / 8 < present.size() && present[bit / 8] == 0 && bit % 8 == 0 && i + 8 <= n) {
-        i += 7, bit += 7;  // eight pages without data at once
-        continue;
-      }
-      if (!bit_of(present, bit)) continue;
-      ++present_;
-      if (bit_of(staged, bit)) {
-        s.pages[i] = PageState::kStaged;
-        ++staged_;
-      } else {
-        s.pages[i] = PageState::kNeed;
-        ++need_;
-      }
-    }
+    Segment s{r.start, r.start, std::vector<PageState>((r.end - r.start) / kPage, PageState::kNeed), 0, 0};
+    need_ += s.pages.size();
     segments_.push_back(std::move(s));
   }
+  present_ = need_;  // as far as anyone knows yet
   sort();
+}
+
+PageTable::PageTable(const std::vector<Range>& ranges, const std::vector<uint8_t>& present,
+                     const std::vector<uint8_t>& staged)
+    : PageTable(ranges) {
+  apply_presence(present, staged);
+}
+
+void PageTable::apply_presence(const std::vector<uint8_t>& present, const std::vector<uint8_t>& staged) {
+  auto bit_of = [](const std::vector<uint8_t>& v, size_t bit) { return bit / 8 < v.size() && ((v[bit / 8] >> (bit % 8)) & 1); };
+  // Bits run over the ranges in their original order, which is the segments' order as long as
+  // nothing was remapped (presence arrives within milliseconds of the start).
+  std::vector<Segment*> order;
+  for (auto& s : segments_) order.push_back(&s);
+  std::sort(order.begin(), order.end(), [](const Segment* a, const Segment* b) { return a->source < b->source; });
+  size_t bit = 0;
+  present_ = 0;
+  for (Segment* s : order) {
+    size_t n = s->pages.size();
+    for (size_t i = 0; i < n; ++i, ++bit) {
+      bool has = bit_of(present, bit);
+      present_ += has;
+      if (s->pages[i] != PageState::kNeed) continue;
+      if (!has) {
+        s->pages[i] = PageState::kZero;
+        --need_;
+      } else if (bit_of(staged, bit)) {
+        s->pages[i] = PageState::kStaged;
+        --need_;
+        ++staged_;
+      }
+    }
+    s->cursor = 0;
+    s->staged_cursor = 0;
+  }
+  presence_known_ = true;
 }
 
 void PageTable::sort() {

@@ -32,10 +32,18 @@ class PageTable {
   struct Range {
     uint64_t start, end;
   };
-  // `ranges` in address order; `present` one bit per page over them in order, LSB first;
-  // `staged` (empty: none) likewise: of the present pages, those the stage holds.
+  // `ranges` in address order, every page kNeed until apply_presence() says which hold data
+  // (an import serves faults before the source has told: a page it asks for comes back with
+  // data or as a zero page).
+  explicit PageTable(const std::vector<Range>& ranges);
+  // Both at once.
   PageTable(const std::vector<Range>& ranges, const std::vector<uint8_t>& present,
             const std::vector<uint8_t>& staged = {});
+  // `present`: one bit per page over the ranges in order, LSB first; `staged` (empty: none)
+  // likewise: of the present pages, those the stage holds. Pages still kNeed become kZero or
+  // kStaged accordingly; pages asked for or installed meanwhile keep their state.
+  void apply_presence(const std::vector<uint8_t>& present, const std::vector<uint8_t>& staged = {});
+  bool presence_known() const { return presence_known_; }
 
   // The page's state; nullopt outside every range (memory the process mapped later: zero).
   std::optional<PageState> state(uint64_t address) const;
@@ -77,6 +85,7 @@ class PageTable {
 
   std::vector<Segment> segments_;
   uint64_t need_ = 0, in_flight_ = 0, staged_ = 0, present_ = 0;
+  bool presence_known_ = false;
 };
 
 }  // namespace ferry::xmm

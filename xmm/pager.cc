@@ -79,6 +79,18 @@ void Pager::serve() {
     }
     auto made = exporter_.export_process(pid_t(r.getPid()), ranges, r.getLabel(), r.getAdopt(), precopy);
     if (!made) return req.fail(made.error());
+    // Which pages hold data is learnt right after the answer, while the job is being installed
+    // at the destination: the page-table walk stays out of the freeze.
+    uint64_t object = made.value().id, precopy_id = r.getPrecopyId();
+    port_.loop().post([this, object, precopy_id] {
+      auto p = precopies_.find(precopy_id);
+      (void)exporter_.learn_presence(object, p == precopies_.end() ? nullptr : p->second.get());
+      auto held = held_opens_.find(object);
+      if (held == held_opens_.end()) return;
+      auto waiting = std::move(held->second);
+      held_opens_.erase(held);
+      for (auto& req : waiting) open_object(*req);
+    });
     req.reply<wire::ExportReply>([&](wire::ExportReply::Builder b) {
       auto cap = b.initCapability();
       cap.setObjectId(made.value().id);
@@ -145,20 +157,7 @@ void Pager::serve() {
     });
   });
 
-  auto open = [this](dipc::Request& req) {
-    auto r = req.body<wire::OpenObject>();
-    capnp::MallocMessageBuilder scratch;
-    auto map = scratch.initRoot<wire::ObjectMap>();
-    if (Status s = exporter_.describe(r.getObjectId(), bytes(r.getToken()), map); !s) return req.fail(s.error());
-    exporter_.touch(r.getObjectId(), bytes(r.getToken()), req.from());
-    req.reply<wire::ObjectMap>([&](wire::ObjectMap::Builder b) {
-      b.setRanges(map.asReader().getRanges());
-      b.setPresent(map.asReader().getPresent());
-      b.setPresentPages(map.getPresentPages());
-      b.setStaged(map.asReader().getStaged());
-      b.setStagedPages(map.getStagedPages());
-    });
-  };
+  auto open = [this](dipc::Request& req) { open_object(req); };
   auto fetch = [this](dipc::Request& req) {
     auto r = req.body<wire::FetchPages>();
     exporter_.touch(r.getObjectId(), bytes(r.getToken()), req.from());
@@ -198,6 +197,25 @@ void Pager::serve() {
             exporter_.importer_checked(o.id, r ? "" : r.error().message);
           });
     }
+  });
+}
+
+void Pager::open_object(dipc::Request& req) {
+  auto r = req.body<wire::OpenObject>();
+  if (!exporter_.presence_ready(r.getObjectId())) {  // answered once it is (see ExportMemory)
+    held_opens_[r.getObjectId()].push_back(std::make_shared<dipc::Request>(std::move(req)));
+    return;
+  }
+  capnp::MallocMessageBuilder scratch;
+  auto map = scratch.initRoot<wire::ObjectMap>();
+  if (Status s = exporter_.describe(r.getObjectId(), bytes(r.getToken()), map); !s) return req.fail(s.error());
+  exporter_.touch(r.getObjectId(), bytes(r.getToken()), req.from());
+  req.reply<wire::ObjectMap>([&](wire::ObjectMap::Builder b) {
+    b.setRanges(map.asReader().getRanges());
+    b.setPresent(map.asReader().getPresent());
+    b.setPresentPages(map.getPresentPages());
+    b.setStaged(map.asReader().getStaged());
+    b.setStagedPages(map.getStagedPages());
   });
 }
 

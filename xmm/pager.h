@@ -55,6 +55,7 @@ class Pager {
   void serve();
   void serve_precopy();  // pager_precopy.cc
   void forget_idle_precopies();
+  void open_object(dipc::Request& req);
   // A stage for an import (nullptr if unknown): the stage store lets go of it.
   std::shared_ptr<Stage> adopt_stage(uint64_t id, const std::string& label);
 
@@ -65,6 +66,8 @@ class Pager {
   std::map<uint64_t, std::unique_ptr<Precopy>> precopies_;  // source side
   std::map<uint64_t, StageEntry> stages_;                   // destination side, until adopted
   uint64_t next_precopy_ = 1, next_stage_ = 1;
+  // OpenObject requests for objects whose presence is not learnt yet, answered once it is.
+  std::map<uint64_t, std::vector<std::shared_ptr<dipc::Request>>> held_opens_;
   dipc::EventLoop::TimerId free_timer_ = 0, idle_timer_ = 0;
 };
 
