@@ -20,7 +20,9 @@ demo: build
 test: build
 	@cd $(BUILD) && ctest --output-on-failure --timeout 900
 
+# Every benchmark (about half an hour), then perf/results.json, docs/PERFORMANCE.md, docs/perf/*.png.
 bench: build
+	@bash scripts/install-deps.sh bench
 	@$(BUILD)/bin/ferry-bench all
 
 format:

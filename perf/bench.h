@@ -22,6 +22,7 @@ struct Benchmark {
   std::string what;  // one line for `ferry-bench list` and the report
   std::function<nlohmann::json(const std::vector<std::string>& args)> run;  // returns the entry
   std::vector<std::string> quick_args = {};  // `ferry-bench all --quick`: small sizes
+  std::string how = "";  // a paragraph for the report: what is measured, how, against what
 };
 
 // Registers a benchmark at static-initialization time.

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <fmt/format.h>
 #include <iostream>
 
@@ -37,6 +38,14 @@ std::vector<std::string> suite() {
   return names;
 }
 
+// The 1, 5 and 15 minute load averages: how busy the machine was when a benchmark began.
+std::string slurp_loadavg() {
+  std::ifstream in("/proc/loadavg");
+  std::string a, b, c;
+  in >> a >> b >> c;
+  return a + " " + b + " " + c;
+}
+
 int usage(int status) {
   std::cout << "usage: ferry-bench list | [--save] NAME [ARGS...] | all [--quick] [--only A,B] "
                "[--skip A,B] | report [--results FILE] [--docs DIR]\n";
@@ -49,6 +58,7 @@ int usage(int status) {
 nlohmann::json run_one(const Benchmark& b, const std::vector<std::string>& args) {
   std::cout << fmt::format("== {} {}\n", b.name, fmt::join(args, " ")) << std::flush;
   auto t0 = std::chrono::steady_clock::now();
+  const std::string load = slurp_loadavg();
   nlohmann::json entry;
   try {
     entry = b.run(args);
@@ -63,9 +73,11 @@ nlohmann::json run_one(const Benchmark& b, const std::vector<std::string>& args)
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   entry["name"] = b.name;
   entry["what"] = b.what;
+  entry["how"] = b.how;
   entry["args"] = args;
   entry["seconds"] = seconds;
   entry["ran_at"] = utc_now();
+  entry["loadavg"] = load;
   if (!entry.contains("machine")) entry["machine"] = machine_description();
   if (!entry.contains("provider")) entry["provider"] = "tcp;ofi_rxm";
   std::cout << fmt::format("== {} took {:.0f} s{}\n", b.name, seconds,

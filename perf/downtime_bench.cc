@@ -97,7 +97,7 @@ nlohmann::json run(const std::vector<std::string>& args) {
     ratio["lazy_largest_vs_smallest"] = flat;
     checks.push_back(check(fmt::format("lazy flatness, {} MiB / {} MiB", lazy.rbegin()->first,
                                        lazy.begin()->first),
-                           flat, "x", small, flat, "<= 1.5 (flat)", flat <= kFlatnessMax));
+                           flat, "x", std::nullopt, flat, "<= 1.5 (flat)", flat <= kFlatnessMax));
   }
   std::cout << "\n";
   print_checks(checks);
@@ -115,7 +115,15 @@ nlohmann::json run(const std::vector<std::string>& args) {
 Register reg({"downtime",
               "job downtime (its own output) vs memory size, lazy / eager / precopy; ref: eager",
               run,
-              {"256,1024"}});
+              {"256,1024"},
+              "A memory_job (random-10% of its pages) runs on n1 of a 2-node local cluster and is "
+              "moved to n2 with `ferry migrate` (lazy, `--eager`, `--precopy`). Its downtime is "
+              "read from its own output: the gap between its last progress line before the freeze "
+              "(the source process's stop, seen in /proc) and its first after the resume; the job "
+              "reads its clock after every access, so the gap includes the first access it could "
+              "make once resumed. Ferry's own freeze-to-resume time is shown beside it. Reference: "
+              "eager at the same size. Targets: lazy under 20 ms at every size, and flat "
+              "(largest / smallest size <= 1.5)."});
 
 }  // namespace
 }  // namespace ferry::bench

@@ -101,7 +101,15 @@ nlohmann::json run(const std::vector<std::string>& args) {
 Register reg({"full-speed",
               "time from resume until the job runs at 90% of its rate before (seq, random, 1/4 GiB)",
               run,
-              {"seq@512,random-10%@512"}});
+              {"seq@512,random-10%@512"},
+              "A memory_job runs 2 s on n1 (its rate before: the median 100 ms window of its "
+              "last second), is moved to n2 lazily and runs until 1 s after its last page. Time "
+              "to full speed: from its resume to the end of the first 100 ms window of its own "
+              "progress counter at >= 90% of the rate before. Note that memory_job touches a new "
+              "page at every access (tens of millions per second), so a sequential sweep covers "
+              "all of its memory within milliseconds: no prefetcher can stay ahead of it, and it "
+              "is at full speed only once its memory is (nearly) all there. Target: under 3 s at "
+              "4 GiB random-10%."});
 
 }  // namespace
 }  // namespace ferry::bench

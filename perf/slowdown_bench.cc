@@ -173,7 +173,12 @@ nlohmann::json run(const std::vector<std::string>& args) {
 Register reg({"slowdown",
               "completion time migrated once mid-run vs not migrated (seq, random-10%, random-100%)",
               run,
-              {"512", "-", "3"}});
+              {"512", "-", "3"},
+              "A memory_job with a fixed number of accesses (about 8 s of work, calibrated) runs "
+              "to its end on n1 unmigrated, then again migrated n1 -> n2 (lazy) once half of its "
+              "accesses are done. Completion time is the job's own, from its first access to the "
+              "end of its final checksum over all of its memory; the two checksums must match. "
+              "No target: the ratio is the figure."});
 
 }  // namespace
 }  // namespace ferry::bench

@@ -105,7 +105,11 @@ Register reg({"traffic",
               "page-fault traffic of one migration over time (faults/s, MiB/s, on demand vs "
               "prefetched)",
               run,
-              {"512"}});
+              {"512"},
+              "One lazy migration of a running 4 GiB memory_job (random-10%): the destination "
+              "pager's 100 ms windows (ferry stat GPID --json: faults, pages on demand, pages "
+              "prefetched, bytes) placed on the job's clock, beside the job's own rate in the same "
+              "windows. For looking at: no target."});
 
 }  // namespace
 }  // namespace ferry::bench

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Ferry needs to build, test and run, if any are missing.
 # Idempotent and quiet when everything is present; needs root (as README's commands do).
+#   bash scripts/install-deps.sh         what `make`, `make test` and `make demo` need
+#   bash scripts/install-deps.sh bench   and what `make bench` needs too (gnuplot for the plots)
 set -euo pipefail
 packages=(
   g++ cmake make pkg-config
@@ -8,6 +10,9 @@ packages=(
   libgtest-dev libgmock-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libssl-dev
   iproute2 procps python3-minimal xz-utils coreutils
 )
+if [ "${1:-}" = bench ]; then
+  packages+=(gnuplot-nox fonts-dejavu-core)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
