@@ -6,10 +6,9 @@
 // returns an entry with an "error" member, and the suite goes on.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>

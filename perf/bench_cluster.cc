@@ -80,8 +80,8 @@ std::atomic<int> clusters_made{0};
 Cluster::Cluster(const std::string& tag, int nodes) : nodes_(nodes) {
   std::random_device rd;
   name_ = "fb" + tag + std::to_string(getpid()) + "x" + std::to_string(clusters_made++);
-  root_ = fs::temp_directory_path() /
-          ("ferry-bench-" + name_ + "-" + std::to_string(rd() % 100000));
+  root_ =
+      fs::temp_directory_path() / ("ferry-bench-" + name_ + "-" + std::to_string(rd() % 100000));
   fs::create_directories(root_);
 }
 

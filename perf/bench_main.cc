@@ -9,11 +9,12 @@
 //   ferry-bench report [--results FILE] [--docs DIR]
 //                                          docs/PERFORMANCE.md and docs/perf/*.png from
 //                                          perf/results.json alone
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <fstream>
-#include <fmt/format.h>
 #include <iostream>
 
 #include "perf/bench.h"
@@ -25,9 +26,8 @@ namespace {
 
 // The suite's order: the transport and the pager first, then what migration is for.
 const std::vector<std::string> kOrder = {
-    "dipc-rtt",  "restore",    "fault-latency", "prefetch-throughput", "pager-rss",
-    "downtime",  "last-page",  "full-speed",    "slowdown",            "peak-memory",
-    "traffic"};
+    "dipc-rtt",  "restore",    "fault-latency", "prefetch-throughput", "pager-rss", "downtime",
+    "last-page", "full-speed", "slowdown",      "peak-memory",         "traffic"};
 
 std::vector<std::string> suite() {
   std::vector<std::string> names;
@@ -89,10 +89,14 @@ int run_all(const std::vector<std::string>& args) {
   bool quick = false;
   std::vector<std::string> only, skip;
   for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--quick") quick = true;
-    else if (args[i] == "--only" && i + 1 < args.size()) only = arg_list(args, ++i, {});
-    else if (args[i] == "--skip" && i + 1 < args.size()) skip = arg_list(args, ++i, {});
-    else return usage(2);
+    if (args[i] == "--quick")
+      quick = true;
+    else if (args[i] == "--only" && i + 1 < args.size())
+      only = arg_list(args, ++i, {});
+    else if (args[i] == "--skip" && i + 1 < args.size())
+      skip = arg_list(args, ++i, {});
+    else
+      return usage(2);
   }
   auto names = suite();
   auto t0 = std::chrono::steady_clock::now();
@@ -113,11 +117,13 @@ int run_all(const std::vector<std::string>& args) {
     }
     if (quick) entry["quick"] = true;
     save_result(default_results_path(), entry, kOrder);
-    done.emplace_back(n, entry.contains("error") ? "error: " + entry["error"].get<std::string>()
-                                                 : "ok");
+    done.emplace_back(
+        n, entry.contains("error") ? "error: " + entry["error"].get<std::string>() : "ok");
   }
-  double minutes = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60;
-  std::cout << fmt::format("\nferry-bench all: {} benchmarks in {:.1f} min\n", done.size(), minutes);
+  double minutes =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60;
+  std::cout << fmt::format("\nferry-bench all: {} benchmarks in {:.1f} min\n", done.size(),
+                           minutes);
   for (const auto& [n, s] : done) std::cout << fmt::format("  {:<20} {}\n", n, s);
   return write_report(default_results_path(), source_dir() / "docs");
 }
@@ -126,9 +132,12 @@ int report_command(const std::vector<std::string>& args) {
   auto results = default_results_path();
   auto docs = source_dir() / "docs";
   for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--results" && i + 1 < args.size()) results = args[++i];
-    else if (args[i] == "--docs" && i + 1 < args.size()) docs = args[++i];
-    else return usage(2);
+    if (args[i] == "--results" && i + 1 < args.size())
+      results = args[++i];
+    else if (args[i] == "--docs" && i + 1 < args.size())
+      docs = args[++i];
+    else
+      return usage(2);
   }
   return write_report(results, docs);
 }

@@ -1,5 +1,6 @@
 // What every benchmark shares (bench.h): the registry, summaries, the machine's description,
 // verdicts, interruption, progress lines, helper processes, arguments.
+#include <fmt/format.h>
 #include <signal.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -8,7 +9,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
-#include <fmt/format.h>
 #include <fstream>
 #include <iostream>
 #include <numeric>
@@ -65,7 +65,7 @@ Summary summarize(std::vector<double> v) {
 }
 
 nlohmann::json to_json(const Summary& s) {
-  return {{"p50", s.p50}, {"p90", s.p90}, {"p99", s.p99},
+  return {{"p50", s.p50},   {"p90", s.p90}, {"p99", s.p99},
           {"mean", s.mean}, {"max", s.max}, {"n", s.n}};
 }
 
@@ -120,7 +120,7 @@ void print_checks(const nlohmann::json& checks) {
 }
 
 void install_interrupt_handler() {
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = on_interrupt;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
@@ -137,8 +137,8 @@ void pause_ms(double ms) {
   while (std::chrono::steady_clock::now() < until) {
     check_interrupted();
     auto left = until - std::chrono::steady_clock::now();
-    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
-        left, std::chrono::milliseconds(50)));
+    std::this_thread::sleep_for(
+        std::min<std::chrono::steady_clock::duration>(left, std::chrono::milliseconds(50)));
   }
 }
 

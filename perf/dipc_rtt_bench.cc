@@ -1,13 +1,13 @@
 // dipc-rtt: request/reply round trip through DIPC (Ping -> Pong between two ports in two
 // processes) against a raw libfabric send/recv echo on the same provider and addresses,
 // measured in the same run. Target: DIPC's p50 within 1.3x of raw.
+#include <fmt/format.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstring>
-#include <fmt/format.h>
 #include <future>
 #include <iostream>
 #include <random>
@@ -92,13 +92,14 @@ std::vector<double> raw_rtts(const std::string& server, size_t payload, int warm
     auto t0 = Clock::now();
     ep->send(peer, msg, t0 + std::chrono::seconds(5), nullptr);
     while (!got) ep->progress();
-    if (i >= warmup) out.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+    if (i >= warmup)
+      out.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
   }
   return out;
 }
 
-std::vector<double> dipc_rtts(const std::string& server, const fs::path& key, size_t payload, int warmup, int rounds,
-                              std::chrono::microseconds spin) {
+std::vector<double> dipc_rtts(const std::string& server, const fs::path& key, size_t payload,
+                              int warmup, int rounds, std::chrono::microseconds spin) {
   auto loop = dipc::EventLoop::create(spin).value();
   dipc::PortOptions o;
   o.name = "bench@n1";
@@ -118,11 +119,13 @@ std::vector<double> dipc_rtts(const std::string& server, const fs::path& key, si
     port->call<dipc::wire::Ping, dipc::wire::Pong>(
         "master",
         [&](dipc::wire::Ping::Builder b) {
-          b.setPayload(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(data.data()), data.size()));
+          b.setPayload(
+              capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(data.data()), data.size()));
         },
         [&, t0](Result<dipc::Message<dipc::wire::Pong>> r) {
           if (!r) std::cerr << "dipc-rtt: " << r.error().message << "\n";
-          if (i++ >= warmup) out.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+          if (i++ >= warmup)
+            out.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
           next();
         });
   };
@@ -148,8 +151,8 @@ nlohmann::json run(const std::vector<std::string>& args) {
   (void)dipc::ClusterKey::generate(key);
 
   nlohmann::json figures, reference, ratio, checks = nlohmann::json::array();
-  std::cout << fmt::format("dipc-rtt: {} round trips per row, provider tcp;ofi_rxm, {} -> {}\n", rounds, kClientHost,
-                           kServerHost);
+  std::cout << fmt::format("dipc-rtt: {} round trips per row, provider tcp;ofi_rxm, {} -> {}\n",
+                           rounds, kClientHost, kServerHost);
   std::cout << fmt::format("{:<34} {:>9} {:>9} {:>9}\n", "", "p50 us", "p99 us", "mean us");
   auto row = [](const std::string& label, const Summary& s) {
     std::cout << fmt::format("{:<34} {:>9.1f} {:>9.1f} {:>9.1f}\n", label, s.p50, s.p99, s.mean);
@@ -159,8 +162,10 @@ nlohmann::json run(const std::vector<std::string>& args) {
     Summary raw = summarize(raw_rtts(raw_addr, size, warmup, rounds));
     stop(raw_pid);
     auto [dipc_pid, dipc_addr] = spawn_helper("dipc-echo", key.string());
-    Summary d = summarize(dipc_rtts(dipc_addr, key, size, warmup, rounds, std::chrono::microseconds(50)));
-    Summary d_sleep = summarize(dipc_rtts(dipc_addr, key, size, warmup / 4, rounds / 4, std::chrono::microseconds(0)));
+    Summary d =
+        summarize(dipc_rtts(dipc_addr, key, size, warmup, rounds, std::chrono::microseconds(50)));
+    Summary d_sleep = summarize(
+        dipc_rtts(dipc_addr, key, size, warmup / 4, rounds / 4, std::chrono::microseconds(0)));
     stop(dipc_pid);
     std::string sz = std::to_string(size);
     row("raw libfabric send/recv, " + sz + " B", raw);
@@ -178,14 +183,20 @@ nlohmann::json run(const std::vector<std::string>& args) {
   }
   std::error_code ec;
   fs::remove_all(dir, ec);
-  return {{"name", "dipc-rtt"},          {"unit", "us"},
-          {"figures", figures},          {"reference", reference},
-          {"ratio", ratio},              {"target", {{"p50_ratio_max", 1.3}}},
+  return {{"name", "dipc-rtt"},
+          {"unit", "us"},
+          {"figures", figures},
+          {"reference", reference},
+          {"ratio", ratio},
+          {"target", {{"p50_ratio_max", 1.3}}},
           {"checks", checks},
-          {"provider", "tcp;ofi_rxm"},   {"machine", machine_description()}};
+          {"provider", "tcp;ofi_rxm"},
+          {"machine", machine_description()}};
 }
 
-Register reg({"dipc-rtt", "request/reply through DIPC vs raw libfabric send/recv (32 B, 4 KiB)", run,
+Register reg({"dipc-rtt",
+              "request/reply through DIPC vs raw libfabric send/recv (32 B, 4 KiB)",
+              run,
               {"2000"},
               "Ping/Pong between two DIPC ports in two processes (authenticated frames, the event "
               "loop) against a raw fi_send/fi_recv echo between two processes on the same provider "

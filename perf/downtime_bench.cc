@@ -30,9 +30,10 @@ nlohmann::json run(const std::vector<std::string>& args) {
   const auto sizes = arg_list(args, 0, {"256", "1024", "4096", "8192"});
   const auto modes = arg_list(args, 1, {"lazy", "eager", "precopy"});
   const std::string pattern = args.size() > 2 ? args[2] : "random-10%";
-  std::cout << fmt::format("downtime: memory_job {} on n1 -> n2, sizes {} MiB, modes {}; "
-                           "downtime from the job's own output\n",
-                           pattern, fmt::join(sizes, ","), fmt::join(modes, ","));
+  std::cout << fmt::format(
+      "downtime: memory_job {} on n1 -> n2, sizes {} MiB, modes {}; "
+      "downtime from the job's own output\n",
+      pattern, fmt::join(sizes, ","), fmt::join(modes, ","));
   std::unique_ptr<Cluster> cluster;
   nlohmann::json cases = nlohmann::json::array();
   std::map<std::string, std::map<uint64_t, double>> downtime;  // mode -> size -> ms
@@ -57,7 +58,8 @@ nlohmann::json run(const std::vector<std::string>& args) {
       cases.push_back(s);
       if (!c.error.empty()) {
         std::cout << fmt::format("{:>9} {:<8} error: {}\n", mib, mode, c.error);
-        if (c.error.rfind("skipped", 0) != 0 && c.error.find("this ferry has no") == std::string::npos)
+        if (c.error.rfind("skipped", 0) != 0 &&
+            c.error.find("this ferry has no") == std::string::npos)
           cluster.reset();  // a fresh cluster for the next case
         continue;
       }
@@ -81,13 +83,15 @@ nlohmann::json run(const std::vector<std::string>& args) {
       if (!downtime[mode].count(mib)) continue;
       const double ms = downtime[mode][mib];
       std::optional<double> r;
-      if (eager && *eager > 0) r = ms / *eager, ratio[fmt::format("{}_vs_eager_{}_mib", mode, mib)] = *r;
+      if (eager && *eager > 0)
+        r = ms / *eager, ratio[fmt::format("{}_vs_eager_{}_mib", mode, mib)] = *r;
       if (std::string(mode) == "lazy")
         checks.push_back(check(fmt::format("lazy downtime, {} MiB", mib), ms, "ms", eager, r,
                                "< 20 ms", ms < kLazyTargetMs));
       else
         checks.push_back(check(fmt::format("precopy downtime, {} MiB", mib), ms, "ms", eager, r,
-                               "below eager's", eager ? std::optional<bool>(ms < *eager) : std::nullopt));
+                               "below eager's",
+                               eager ? std::optional<bool>(ms < *eager) : std::nullopt));
     }
   }
   auto& lazy = downtime["lazy"];
@@ -95,9 +99,9 @@ nlohmann::json run(const std::vector<std::string>& args) {
     const double small = lazy.begin()->second, big = lazy.rbegin()->second;
     const double flat = small > 0 ? big / small : 0;
     ratio["lazy_largest_vs_smallest"] = flat;
-    checks.push_back(check(fmt::format("lazy flatness, {} MiB / {} MiB", lazy.rbegin()->first,
-                                       lazy.begin()->first),
-                           flat, "x", std::nullopt, flat, "<= 1.5 (flat)", flat <= kFlatnessMax));
+    checks.push_back(check(
+        fmt::format("lazy flatness, {} MiB / {} MiB", lazy.rbegin()->first, lazy.begin()->first),
+        flat, "x", std::nullopt, flat, "<= 1.5 (flat)", flat <= kFlatnessMax));
   }
   std::cout << "\n";
   print_checks(checks);

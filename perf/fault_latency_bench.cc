@@ -37,9 +37,10 @@ nlohmann::json run(const std::vector<std::string>& args) {
   const std::string name = "fault-latency";
   const uint64_t mib = uint64_t(std::max(16.0, arg_number(args, 0, 256)));
   const int rounds = int(std::max(100.0, arg_number(args, 1, 10000)));
-  std::cout << fmt::format("fault-latency: random faults by 1 thread over {} MiB, prefetch off; "
-                           "raw: {} round trips, provider {}, {} -> {}\n",
-                           mib, rounds, kRawProvider, kClientHost, kServerHost);
+  std::cout << fmt::format(
+      "fault-latency: random faults by 1 thread over {} MiB, prefetch off; "
+      "raw: {} round trips, provider {}, {} -> {}\n",
+      mib, rounds, kRawProvider, kClientHost, kServerHost);
   ImportView v;
   nlohmann::json entry;
   double wall_ms = 0;
@@ -74,18 +75,20 @@ nlohmann::json run(const std::vector<std::string>& args) {
   std::cout << fmt::format("{:<44} {:>9.1f} {:>9.1f} {:>9.1f} {:>9.1f}\n",
                            "raw libfabric 4 KiB request/reply", raw_p50, raw["p90"].get<double>(),
                            raw_p99, raw["max"].get<double>());
-  std::cout << fmt::format("  faults {} ({} pages on demand, {} zero pages without traffic, {} "
-                           "duplicates), state {}\n",
-                           v.faults, v.on_demand, v.zero, v.duplicates, v.state);
-  std::cout << fmt::format("  as the process sees it: {:.0f} ms for the run, {:.1f} us per fault "
-                           "(includes checking the page)\n",
-                           wall_ms, e2e);
+  std::cout << fmt::format(
+      "  faults {} ({} pages on demand, {} zero pages without traffic, {} "
+      "duplicates), state {}\n",
+      v.faults, v.on_demand, v.zero, v.duplicates, v.state);
+  std::cout << fmt::format(
+      "  as the process sees it: {:.0f} ms for the run, {:.1f} us per fault "
+      "(includes checking the page)\n",
+      wall_ms, e2e);
   if (!source_gone)
     std::cout << "  note: the source's shell outlived the import (killed at cluster down)\n";
   std::cout << fmt::format("  ratio pager/raw p50: {:.2f} (target <= 1.5: {}), p99: {:.2f}\n",
                            ratio, verdict(ratio <= kTargetRatio), ratio99);
-  nlohmann::json fault{{"p50", v.p50}, {"p90", v.p90}, {"p99", v.p99}, {"max", v.max},
-                       {"n", v.count}};
+  nlohmann::json fault{
+      {"p50", v.p50}, {"p90", v.p90}, {"p99", v.p99}, {"max", v.max}, {"n", v.count}};
   if (entry.is_object() && entry.contains("latency_percentiles"))
     fault["percentiles"] = entry["latency_percentiles"];
   return {{"name", name},

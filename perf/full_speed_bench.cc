@@ -31,9 +31,10 @@ nlohmann::json run(const std::vector<std::string>& args) {
                              {"seq@1024", "seq@4096", "random-10%@1024", "random-10%@4096",
                               "random-100%@1024", "random-100%@4096"});
   const std::string mode = args.size() > 1 ? args[1] : "lazy";
-  std::cout << fmt::format("full-speed: memory_job on n1 -> n2 ({}), time from resume to the first "
-                           "100 ms window at >= 90% of the rate before\n",
-                           mode);
+  std::cout << fmt::format(
+      "full-speed: memory_job on n1 -> n2 ({}), time from resume to the first "
+      "100 ms window at >= 90% of the rate before\n",
+      mode);
   std::cout << fmt::format("{:<18} {:>13} {:>13} {:>12} {:>12} {:>12}\n", "case", "rate before/s",
                            "full speed s", "last page s", "downtime ms", "stalled s");
   std::unique_ptr<Cluster> cluster;
@@ -78,10 +79,10 @@ nlohmann::json run(const std::vector<std::string>& args) {
                              c.last_page_after_freeze_ms() / 1000, c.downtime_ms(), stalled / 1000)
               << std::flush;
     const bool targeted = mib == 4096 && pattern == "random-10%";
-    checks.push_back(check(fmt::format("time to full speed, {}", label), full ? *full / 1000 : -1,
-                           "s", std::nullopt, std::nullopt, targeted ? "< 3 s" : "-",
-                           targeted ? std::optional<bool>(full && *full / 1000 < kTargetS)
-                                    : std::nullopt));
+    checks.push_back(
+        check(fmt::format("time to full speed, {}", label), full ? *full / 1000 : -1, "s",
+              std::nullopt, std::nullopt, targeted ? "< 3 s" : "-",
+              targeted ? std::optional<bool>(full && *full / 1000 < kTargetS) : std::nullopt));
     cases.push_back(s);
   }
   cluster.reset();
@@ -98,18 +99,19 @@ nlohmann::json run(const std::vector<std::string>& args) {
           {"machine", machine_description()}};
 }
 
-Register reg({"full-speed",
-              "time from resume until the job runs at 90% of its rate before (seq, random, 1/4 GiB)",
-              run,
-              {"seq@512,random-10%@512"},
-              "A memory_job runs 2 s on n1 (its rate before: the median 100 ms window of its "
-              "last second), is moved to n2 lazily and runs until 1 s after its last page. Time "
-              "to full speed: from its resume to the end of the first 100 ms window of its own "
-              "progress counter at >= 90% of the rate before. Note that memory_job touches a new "
-              "page at every access (tens of millions per second), so a sequential sweep covers "
-              "all of its memory within milliseconds: no prefetcher can stay ahead of it, and it "
-              "is at full speed only once its memory is (nearly) all there. Target: under 3 s at "
-              "4 GiB random-10%."});
+Register reg(
+    {"full-speed",
+     "time from resume until the job runs at 90% of its rate before (seq, random, 1/4 GiB)",
+     run,
+     {"seq@512,random-10%@512"},
+     "A memory_job runs 2 s on n1 (its rate before: the median 100 ms window of its "
+     "last second), is moved to n2 lazily and runs until 1 s after its last page. Time "
+     "to full speed: from its resume to the end of the first 100 ms window of its own "
+     "progress counter at >= 90% of the rate before. Note that memory_job touches a new "
+     "page at every access (tens of millions per second), so a sequential sweep covers "
+     "all of its memory within milliseconds: no prefetcher can stay ahead of it, and it "
+     "is at full speed only once its memory is (nearly) all there. Target: under 3 s at "
+     "4 GiB random-10%."});
 
 }  // namespace
 }  // namespace ferry::bench

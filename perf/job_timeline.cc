@@ -68,9 +68,8 @@ double rate_before(const std::vector<ProgressPoint>& points, double freeze_ms, d
   return v[v.size() / 2];
 }
 
-std::optional<double> time_to_full_speed(const std::vector<ProgressPoint>& points,
-                                         double resume_ms, double full_rate, double fraction,
-                                         double width_ms) {
+std::optional<double> time_to_full_speed(const std::vector<ProgressPoint>& points, double resume_ms,
+                                         double full_rate, double fraction, double width_ms) {
   if (points.empty() || full_rate <= 0) return std::nullopt;
   for (const auto& w : windows(points, resume_ms, 0, points.back().t_ms - resume_ms, width_ms))
     if (w.per_s >= fraction * full_rate) return w.start_ms + width_ms;

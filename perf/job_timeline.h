@@ -45,9 +45,9 @@ double rate_before(const std::vector<ProgressPoint>& points, double freeze_ms,
 
 // From `resume_ms` to the end of the first 100 ms window (counted from the resume) whose rate
 // is at least `fraction` of `full_rate`; nullopt if no such window is in the points.
-std::optional<double> time_to_full_speed(const std::vector<ProgressPoint>& points,
-                                         double resume_ms, double full_rate,
-                                         double fraction = 0.9, double width_ms = 100);
+std::optional<double> time_to_full_speed(const std::vector<ProgressPoint>& points, double resume_ms,
+                                         double full_rate, double fraction = 0.9,
+                                         double width_ms = 100);
 
 // The sum of the gaps longer than `threshold_ms` in [from_ms, to_ms]: time the job spent
 // stalled (waiting for pages), and their number.

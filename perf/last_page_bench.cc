@@ -30,10 +30,10 @@ nlohmann::json run(const std::vector<std::string>& args) {
   const auto sizes = arg_list(args, 0, {"1024", "4096"});
   const auto modes = arg_list(args, 1, {"lazy", "eager"});
   const std::string pattern = args.size() > 2 ? args[2] : "random-10%";
-  std::cout << fmt::format("last-page: memory_job {} on n1 -> n2, sizes {} MiB, modes {}; raw: "
-                           "1 MiB replies, {} in flight, provider {}\n",
-                           pattern, fmt::join(sizes, ","), fmt::join(modes, ","), kBulkInFlight,
-                           kRawProvider);
+  std::cout << fmt::format(
+      "last-page: memory_job {} on n1 -> n2, sizes {} MiB, modes {}; raw: "
+      "1 MiB replies, {} in flight, provider {}\n",
+      pattern, fmt::join(sizes, ","), fmt::join(modes, ","), kBulkInFlight, kRawProvider);
   std::cout << fmt::format("{:>9} {:<8} {:>14} {:>14} {:>10} {:>10} {:>12}\n", "size MiB", "mode",
                            "last page s", "import s", "wire MiB", "MiB/s", "downtime ms");
   std::unique_ptr<Cluster> cluster;
@@ -93,13 +93,15 @@ nlohmann::json run(const std::vector<std::string>& args) {
     if (by_mode.count("lazy")) {
       const CaseResult& l = by_mode["lazy"];
       const double lazy_s = l.last_page_after_freeze_ms() / 1000;
-      const double rate = double(l.arrival.bytes_on_wire) / kMiB / (l.arrival.ms_to_last_page / 1000);
+      const double rate =
+          double(l.arrival.bytes_on_wire) / kMiB / (l.arrival.ms_to_last_page / 1000);
       const double r = rate / raw_mib_s;
       ratio[size_s + "_mib_lazy_vs_raw"] = r;
       checks.push_back(check(fmt::format("lazy transfer rate, {} MiB", mib), rate, "MiB/s",
                              raw_mib_s, r, ">= 0.8x raw", r >= kTargetRatio));
       std::optional<double> rs;
-      if (eager_s && *eager_s > 0) rs = lazy_s / *eager_s, ratio[size_s + "_mib_lazy_vs_eager_time"] = *rs;
+      if (eager_s && *eager_s > 0)
+        rs = lazy_s / *eager_s, ratio[size_s + "_mib_lazy_vs_eager_time"] = *rs;
       checks.push_back(check(fmt::format("lazy time to last page, {} MiB", mib), lazy_s, "s",
                              eager_s, rs, "-", std::nullopt));
       std::optional<double> rb;
@@ -110,7 +112,8 @@ nlohmann::json run(const std::vector<std::string>& args) {
     }
     if (eager_s) {
       const CaseResult& e = by_mode["eager"];
-      const double rate = double(e.arrival.bytes_on_wire) / kMiB / (e.arrival.ms_to_last_page / 1000);
+      const double rate =
+          double(e.arrival.bytes_on_wire) / kMiB / (e.arrival.ms_to_last_page / 1000);
       checks.push_back(check(fmt::format("eager transfer rate, {} MiB", mib), rate, "MiB/s",
                              raw_mib_s, rate / raw_mib_s, "-", std::nullopt));
     }

@@ -2,10 +2,10 @@
 #include "perf/memory_job_run.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cstdlib>
-#include <fmt/format.h>
 #include <sstream>
 
 #include "perf/bench.h"

@@ -7,10 +7,9 @@
 
 #include <sys/types.h>
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -61,11 +60,11 @@ class MemoryJob {
 
   const JobSpec spec;
   uint64_t gpid = 0;
-  pid_t pid = 0;           // on its first node
-  std::string output;      // the log file
-  uint64_t pages = 0;      // from "ready PAGES"
-  bool ended = false;      // ferry ps says exited or lost
-  bool done = false;       // "done COUNT CHECKSUM" seen
+  pid_t pid = 0;       // on its first node
+  std::string output;  // the log file
+  uint64_t pages = 0;  // from "ready PAGES"
+  bool ended = false;  // ferry ps says exited or lost
+  bool done = false;   // "done COUNT CHECKSUM" seen
   uint64_t done_count = 0;
   std::string checksum;
   std::vector<ProgressPoint> points;

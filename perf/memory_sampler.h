@@ -24,8 +24,8 @@ class MemorySampler {
  public:
   using Groups = std::function<std::vector<std::vector<pid_t>>()>;
   struct Sample {
-    double t_ms = 0;           // mono
-    std::vector<long> kib;     // per group
+    double t_ms = 0;        // mono
+    std::vector<long> kib;  // per group
     long total() const;
   };
 

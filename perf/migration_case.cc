@@ -31,9 +31,8 @@ double CaseResult::last_page_after_freeze_ms() const {
 }
 
 nlohmann::json CaseResult::summary() const {
-  nlohmann::json j{{"size_mib", spec.job.mib},
-                   {"pattern", spec.job.pattern},
-                   {"mode", spec.migration.mode}};
+  nlohmann::json j{
+      {"size_mib", spec.job.mib}, {"pattern", spec.job.pattern}, {"mode", spec.migration.mode}};
   if (!error.empty()) j["error"] = error;
   if (!migration.reply.is_null()) j["ferry"] = migration.reply;  // its own account
   if (!gap.found) return j;
@@ -45,7 +44,8 @@ nlohmann::json CaseResult::summary() const {
   // resumed job's first access, waiting for its pages).
   if (double f = migration.freeze_ms(); !std::isnan(f)) {
     j["gap_before_freeze_ms"] = f - gap.last_before_ms;
-    j["gap_after_resume_ms"] = gap.first_after_ms - f - migration.reply_number("freeze_to_resume_ms", 0);
+    j["gap_after_resume_ms"] =
+        gap.first_after_ms - f - migration.reply_number("freeze_to_resume_ms", 0);
   }
   j["migrate_cli_ms"] = migration.cli_end_ms - migration.cli_start_ms;
   j["rate_before_per_s"] = rate_before;
@@ -84,7 +84,8 @@ CaseResult run_case(Cluster& cluster, const CaseSpec& spec) {
   }
   // Memory is sampled from half a second before the migration (the plot's baseline).
   const double sampled_before_ms = spec.sample_memory ? std::min(500.0, spec.run_before_ms) : 0;
-  if (!job.run_for(spec.run_before_ms - sampled_before_ms, what + ": running before the migration")) {
+  if (!job.run_for(spec.run_before_ms - sampled_before_ms,
+                   what + ": running before the migration")) {
     c.error = "the job stopped before its migration: " + job.last_other_line();
     return c;
   }

@@ -7,9 +7,8 @@
 // not have, a failed migration) comes back with `error` set and leaves nothing running.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 

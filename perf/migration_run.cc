@@ -1,9 +1,10 @@
 // One migration with the real CLI, its freeze and its last page (migration_run.h).
 #include "perf/migration_run.h"
 
+#include <fmt/format.h>
+
 #include <atomic>
 #include <cmath>
-#include <fmt/format.h>
 #include <regex>
 #include <thread>
 
@@ -65,7 +66,8 @@ bool cli_refused_flag(const CliResult& r, const std::string& flag) {
   if (at == std::string::npos) at = t.find("unknown option");
   if (at == std::string::npos) return false;
   auto line_end = t.find('\n', at);
-  std::string rest = t.substr(at, line_end == std::string::npos ? std::string::npos : line_end - at);
+  std::string rest =
+      t.substr(at, line_end == std::string::npos ? std::string::npos : line_end - at);
   return rest.find(flag) != std::string::npos;
 }
 
@@ -98,9 +100,7 @@ std::vector<std::string> mode_flags(const MigrationSpec& spec) {
   return {};
 }
 
-double Migration::freeze_ms() const {
-  return stops.empty() ? std::nan("") : stops.back().first;
-}
+double Migration::freeze_ms() const { return stops.empty() ? std::nan("") : stops.back().first; }
 
 std::string Migration::label(uint64_t gpid) const {
   return fmt::format("gpid {} migration {}", gpid, migration_id);

@@ -11,9 +11,8 @@
 //                      GPID --json` (time series, latency).
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,8 +30,8 @@ struct MigrationSpec {
 
 struct Migration {
   MigrationSpec spec;
-  std::string error;      // the CLI refused or failed: its words
-  nlohmann::json reply;   // freeze_to_resume_ms, capture_ms, ... (from --json or the text)
+  std::string error;     // the CLI refused or failed: its words
+  nlohmann::json reply;  // freeze_to_resume_ms, capture_ms, ... (from --json or the text)
   std::string migration_id, from;
   double cli_start_ms = 0, cli_end_ms = 0;  // mono
   // The source process's stops seen while the CLI ran (mono ms; end = +inf: never ran again).
@@ -50,14 +49,14 @@ Migration migrate(Cluster& cluster, const MemoryJob& job, const MigrationSpec& s
 
 struct Arrival {
   std::string error;
-  std::string state;            // the import's final state ("complete")
-  bool found = false;           // the destination pager had an import for it
-  double import_start_ms = 0;   // mono, estimated from its elapsed time
-  double last_page_ms = 0;      // mono
-  double ms_to_last_page = 0;   // from the import's start
+  std::string state;           // the import's final state ("complete")
+  bool found = false;          // the destination pager had an import for it
+  double import_start_ms = 0;  // mono, estimated from its elapsed time
+  double last_page_ms = 0;     // mono
+  double ms_to_last_page = 0;  // from the import's start
   uint64_t bytes_on_wire = 0, present_pages = 0, arrived_pages = 0;
-  nlohmann::json import;        // its entry of `ferry stat GPID --json`
-  nlohmann::json exported;      // the source's export entry
+  nlohmann::json import;    // its entry of `ferry stat GPID --json`
+  nlohmann::json exported;  // the source's export entry
 };
 
 // Waits until every page of the migration has arrived (or `timeout_ms`); an eager migration

@@ -48,15 +48,16 @@ Result<Exported> export_from_n1(const Cluster& cluster, pid_t pid, uint64_t star
   return e;
 }
 
-Status import_into_n2(const Cluster& cluster, const Exported& e, pid_t pid, int fd, uint64_t start, uint64_t end,
-                      bool prefetch, const std::string& label) {
+Status import_into_n2(const Cluster& cluster, const Exported& e, pid_t pid, int fd, uint64_t start,
+                      uint64_t end, bool prefetch, const std::string& label) {
   auto c = cluster.pager("n2");
   if (!c) return c.error();
   auto r = c.value()->call<wire::ImportMemory, wire::ImportReply>(
       [&](wire::ImportMemory::Builder b) {
         auto cap = b.initCapability();
         cap.setObjectId(e.id);
-        cap.setToken(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(e.token.data()), e.token.size()));
+        cap.setToken(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(e.token.data()),
+                                         e.token.size()));
         cap.setPager(e.pager);
         b.setHolderPid(uint32_t(pid));
         b.setUffdFd(fd);
@@ -93,7 +94,8 @@ ImportView import_stat(const Cluster& cluster, const std::string& label) {
     v.present = s.getPresentPages();
     v.arrived = s.getArrivedPages();
     auto l = s.getLatency();
-    v.p50 = l.getP50Us(), v.p90 = l.getP90Us(), v.p99 = l.getP99Us(), v.max = l.getMaxUs(), v.count = l.getCount();
+    v.p50 = l.getP50Us(), v.p90 = l.getP90Us(), v.p99 = l.getP99Us(), v.max = l.getMaxUs(),
+    v.count = l.getCount();
     v.ms_to_last_page = s.getMsToLastPage();
     v.elapsed_ms = s.getElapsedMs();
     v.window_bytes.clear();
@@ -134,18 +136,21 @@ double steady_mib_s(const std::vector<uint64_t>& windows) {
   return v[v.size() / 2];
 }
 
-std::string Move::prepare(uint64_t mib_, const std::string& faulter_threads, const std::string& mode) {
+std::string Move::prepare(uint64_t mib_, const std::string& faulter_threads,
+                          const std::string& mode) {
   mib = mib_;
   end = kPatternBase + mib * 256 * kPageBytes;
   label = "bench " + mode + " " + std::to_string(mib) + " MiB";
   for (const char* p : {"pattern_source", "pattern_faulter"})
-    if (!fs::exists(test_program(p))) return "missing " + test_program(p) + " (build the tests/programs targets)";
+    if (!fs::exists(test_program(p)))
+      return "missing " + test_program(p) + " (build the tests/programs targets)";
   if (std::string err = cluster->up(); !err.empty()) return err;
-  source = std::make_unique<Child>(std::vector<std::string>{test_program("pattern_source"), std::to_string(mib)});
+  source = std::make_unique<Child>(
+      std::vector<std::string>{test_program("pattern_source"), std::to_string(mib)});
   if (std::string l = source->line(120s); l != "ready") return "pattern_source said '" + l + "'";
   source_rss_kib = rss_kib(source->pid);
-  faulter = std::make_unique<Child>(
-      std::vector<std::string>{test_program("pattern_faulter"), std::to_string(mib), faulter_threads, mode});
+  faulter = std::make_unique<Child>(std::vector<std::string>{
+      test_program("pattern_faulter"), std::to_string(mib), faulter_threads, mode});
   return "";
 }
 std::string Move::export_and_import(bool prefetch, Clock::time_point* import_started) {
@@ -155,7 +160,8 @@ std::string Move::export_and_import(bool prefetch, Clock::time_point* import_sta
   if (!e) return "export: " + e.error().message;
   exported = e.value();
   if (import_started) *import_started = Clock::now();
-  Status s = import_into_n2(*cluster, exported, faulter->pid, std::atoi(hello.c_str() + 5), kPatternBase, end, prefetch, label);
+  Status s = import_into_n2(*cluster, exported, faulter->pid, std::atoi(hello.c_str() + 5),
+                            kPatternBase, end, prefetch, label);
   if (!s) return "import: " + s.error().message;
   return "";
 }

@@ -28,9 +28,10 @@ nlohmann::json run(const std::vector<std::string>& args) {
   const uint64_t mib = uint64_t(std::max(64.0, arg_number(args, 0, 4096)));
   const auto modes = arg_list(args, 1, {"lazy", "eager", "precopy"});
   const std::string pattern = args.size() > 2 ? args[2] : "random-10%";
-  std::cout << fmt::format("peak-memory: memory_job {} MiB {} on n1 -> n2, modes {}; RSS of "
-                           "both nodes' jobs and pagers every 20 ms\n",
-                           mib, pattern, fmt::join(modes, ","));
+  std::cout << fmt::format(
+      "peak-memory: memory_job {} MiB {} on n1 -> n2, modes {}; RSS of "
+      "both nodes' jobs and pagers every 20 ms\n",
+      mib, pattern, fmt::join(modes, ","));
   std::cout << fmt::format("{:<8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7}\n", "mode",
                            "job MiB", "peak MiB", "n1 jobs", "n1 pager", "n2 jobs", "n2 pager",
                            "ratio");
@@ -52,8 +53,7 @@ nlohmann::json run(const std::vector<std::string>& args) {
       c = run_case(*cluster, spec);
     progress_done();
     nlohmann::json s = c.summary();
-    if (c.error.empty() && (c.memory.empty() || c.job_rss_kib <= 0))
-      c.error = "no RSS samples";
+    if (c.error.empty() && (c.memory.empty() || c.job_rss_kib <= 0)) c.error = "no RSS samples";
     if (!c.error.empty()) {
       s["error"] = c.error;
       std::cout << fmt::format("{:<8} error: {}\n", mode, c.error);
@@ -84,18 +84,18 @@ nlohmann::json run(const std::vector<std::string>& args) {
               {"job_rss_mib", double(c.job_rss_kib) / kKiBPerMiB},
               {"peak_vs_job", r},
               {"samples", c.memory.size()},
-              {"curve_columns", {"s_from_freeze", "n1_jobs_mib", "n1_pager_mib", "n2_jobs_mib",
-                                 "n2_pager_mib"}},
+              {"curve_columns",
+               {"s_from_freeze", "n1_jobs_mib", "n1_pager_mib", "n2_jobs_mib", "n2_pager_mib"}},
               {"curve", curve}});
     cases.push_back(s);
     reference[mode + "_job_rss_mib"] = double(c.job_rss_kib) / kKiBPerMiB;
     ratio[mode] = r;
-    std::cout << fmt::format("{:<8} {:>10.0f} {:>10.0f} {:>10.0f} {:>10.0f} {:>10.0f} {:>10.0f} "
-                             "{:>7.3f}\n",
-                             mode, double(c.job_rss_kib) / kKiBPerMiB,
-                             double(peak.total()) / kKiBPerMiB, double(peak.kib[0]) / kKiBPerMiB,
-                             double(peak.kib[1]) / kKiBPerMiB, double(peak.kib[2]) / kKiBPerMiB,
-                             double(peak.kib[3]) / kKiBPerMiB, r)
+    std::cout << fmt::format(
+                     "{:<8} {:>10.0f} {:>10.0f} {:>10.0f} {:>10.0f} {:>10.0f} {:>10.0f} "
+                     "{:>7.3f}\n",
+                     mode, double(c.job_rss_kib) / kKiBPerMiB, double(peak.total()) / kKiBPerMiB,
+                     double(peak.kib[0]) / kKiBPerMiB, double(peak.kib[1]) / kKiBPerMiB,
+                     double(peak.kib[2]) / kKiBPerMiB, double(peak.kib[3]) / kKiBPerMiB, r)
               << std::flush;
     const bool lazy = mode == "lazy";
     checks.push_back(check(fmt::format("peak RSS of both nodes, {}", mode),

@@ -25,9 +25,10 @@ constexpr double kMiB = 1024.0 * 1024.0;
 nlohmann::json run(const std::vector<std::string>& args) {
   const std::string name = "prefetch-throughput";
   const uint64_t mib = uint64_t(std::max(64.0, arg_number(args, 0, 1024)));
-  std::cout << fmt::format("prefetch-throughput: {} MiB region, prefetch on, the process idle until the last page "
-                           "arrived; raw: 1 MiB replies, {} in flight, provider tcp;ofi_rxm, {} -> {}\n",
-                           mib, kBulkInFlight, kRawProvider, kServerHost, kClientHost);
+  std::cout << fmt::format(
+      "prefetch-throughput: {} MiB region, prefetch on, the process idle until the last page "
+      "arrived; raw: 1 MiB replies, {} in flight, provider tcp;ofi_rxm, {} -> {}\n",
+      mib, kBulkInFlight, kRawProvider, kServerHost, kClientHost);
   ImportView v;
   double wall_ms = 0, n1_cpu_ms = 0, n2_cpu_ms = 0;
   Exported exported;
@@ -62,19 +63,27 @@ nlohmann::json run(const std::vector<std::string>& args) {
   const double ratio = mib_s / raw_mib_s;
 
   std::cout << fmt::format("{:<44} {:>10} {:>10} {:>10}\n", "", "MiB", "ms", "MiB/s");
-  std::cout << fmt::format("{:<44} {:>10.0f} {:>10.0f} {:>10.0f}\n", "pager prefetch (bytes on wire / ms to last page)",
+  std::cout << fmt::format("{:<44} {:>10.0f} {:>10.0f} {:>10.0f}\n",
+                           "pager prefetch (bytes on wire / ms to last page)",
                            double(v.bytes) / kMiB, v.ms_to_last_page, mib_s);
   std::cout << fmt::format("{:<44} {:>10.0f} {:>10.0f} {:>10.0f}\n", "raw libfabric, 1 MiB replies",
                            raw["bytes"].get<double>() / kMiB, raw["ms"].get<double>(), raw_mib_s);
-  std::cout << fmt::format("  pager steady state (median 100 ms window): {:.0f} MiB/s; wall time seen here {:.0f} ms; "
-                           "export took {:.0f} ms\n", steady, wall_ms, exported.ms);
-  std::cout << fmt::format("  pager CPU during the move: n1 (exporter) {:.0f} ms = {:.0f}% of a CPU, n2 (importer) {:.0f} ms "
-                           "= {:.0f}%\n", n1_cpu_ms, 100 * n1_cpu_ms / wall_ms, n2_cpu_ms, 100 * n2_cpu_ms / wall_ms);
-  std::cout << fmt::format("  pages: {} with data, {} prefetched, {} on demand, {} faults, {} zero, {} duplicates\n",
-                           v.present, v.prefetched, v.on_demand, v.faults, v.zero, v.duplicates);
+  std::cout << fmt::format(
+      "  pager steady state (median 100 ms window): {:.0f} MiB/s; wall time seen here {:.0f} ms; "
+      "export took {:.0f} ms\n",
+      steady, wall_ms, exported.ms);
+  std::cout << fmt::format(
+      "  pager CPU during the move: n1 (exporter) {:.0f} ms = {:.0f}% of a CPU, n2 (importer) "
+      "{:.0f} ms "
+      "= {:.0f}%\n",
+      n1_cpu_ms, 100 * n1_cpu_ms / wall_ms, n2_cpu_ms, 100 * n2_cpu_ms / wall_ms);
+  std::cout << fmt::format(
+      "  pages: {} with data, {} prefetched, {} on demand, {} faults, {} zero, {} duplicates\n",
+      v.present, v.prefetched, v.on_demand, v.faults, v.zero, v.duplicates);
   std::cout << fmt::format("  check of every byte afterwards: {}; source shell gone: {}\n",
                            verified.empty() ? "ok" : verified, source_gone ? "yes" : "no");
-  std::cout << fmt::format("  ratio pager/raw: {:.2f} (target >= 0.8: {})\n", ratio, verdict(ratio >= 0.8));
+  std::cout << fmt::format("  ratio pager/raw: {:.2f} (target >= 0.8: {})\n", ratio,
+                           verdict(ratio >= 0.8));
   nlohmann::json figures{{"mib_s", mib_s},
                          {"steady_mib_s", steady},
                          {"bytes_on_wire", v.bytes},
@@ -101,13 +110,15 @@ nlohmann::json run(const std::vector<std::string>& args) {
           {"machine", machine_description()}};
 }
 
-Register reg({"prefetch-throughput",
-              "pager prefetch MiB/s over 1 GiB vs raw libfabric 1 MiB replies, 4 in flight", run,
-              {"256"},
-              "A 1 GiB region moved by the pagers' prefetcher alone (prefetch on, the process idle): "
-              "bytes on the wire over the time to the last page, against raw libfabric 1 MiB "
-              "replies with 4 in flight (the prefetcher's shape) carrying the same bytes, in the "
-              "same run. Target: at least 0.8x raw."});
+Register reg(
+    {"prefetch-throughput",
+     "pager prefetch MiB/s over 1 GiB vs raw libfabric 1 MiB replies, 4 in flight",
+     run,
+     {"256"},
+     "A 1 GiB region moved by the pagers' prefetcher alone (prefetch on, the process idle): "
+     "bytes on the wire over the time to the last page, against raw libfabric 1 MiB "
+     "replies with 4 in flight (the prefetcher's shape) carrying the same bytes, in the "
+     "same run. Target: at least 0.8x raw."});
 
 }  // namespace
 }  // namespace ferry::bench

@@ -137,10 +137,10 @@ int raw_page_client(const std::string& arg, int fd) {
   auto t0 = Clock::now();
   if (!transfer(a)) return report(fd, "ERROR timed out"), 1;
   double ms = ms_since(t0);
-  report(fd, nlohmann::json{{"bytes", received},
-                            {"ms", ms},
-                            {"mib_s", double(received) / kMiB / (ms / 1000.0)}}
-                 .dump());
+  report(fd,
+         nlohmann::json{
+             {"bytes", received}, {"ms", ms}, {"mib_s", double(received) / kMiB / (ms / 1000.0)}}
+             .dump());
   return 0;
 }
 

@@ -6,9 +6,8 @@
 // processes (no libfabric state inherited), on the provider the cluster uses.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 
 namespace ferry::bench {

@@ -1,8 +1,9 @@
 // Markdown pieces for the report (report_format.h).
 #include "perf/report_format.h"
 
-#include <cmath>
 #include <fmt/format.h>
+
+#include <cmath>
 
 namespace ferry::bench::report {
 

@@ -2,10 +2,9 @@
 #include "perf/report_plots.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -107,21 +106,24 @@ std::string downtime(const json& e, const fs::path& out, Scratch& s) {
     sizes[size] = true;
   }
   if (rows.empty()) return "no cases";
-  for (const auto& [size, _] : sizes) tics += fmt::format("{}\"{:.0f}\" {}", tics.empty() ? "" : ", ", size, size);
+  for (const auto& [size, _] : sizes)
+    tics += fmt::format("{}\"{:.0f}\" {}", tics.empty() ? "" : ", ", size, size);
   std::string plot = "plot ";
   int style = 1;
   for (const char* mode : {"lazy", "eager", "precopy"}) {
     if (!rows.count(mode)) continue;
-    plot += fmt::format("{} using 1:2 with linespoints ls {} title '{}', ", s.data(std::string(mode) + ".dat", rows[mode]),
-                        style++, mode);
+    plot += fmt::format("{} using 1:2 with linespoints ls {} title '{}', ",
+                        s.data(std::string(mode) + ".dat", rows[mode]), style++, mode);
   }
   if (!ferry_rows.empty())
-    plot += fmt::format("{} using 1:2 with linespoints ls 4 dt 3 title 'lazy, ferry own freeze-to-resume', ",
-                        s.data("ferry.dat", ferry_rows));
+    plot += fmt::format(
+        "{} using 1:2 with linespoints ls 4 dt 3 title 'lazy, ferry own freeze-to-resume', ",
+        s.data("ferry.dat", ferry_rows));
   plot += "20 with lines ls 9 title 'lazy target 20 ms'\n";
   return head(out, "Downtime against memory size (the job's own output)") +
          "set logscale xy 2\nset xlabel 'job memory (MiB)'\nset ylabel 'downtime (ms)'\n"
-         "set format y '%g'\nset key top left\nset xtics (" + tics + ")\n" + plot;
+         "set format y '%g'\nset key top left\nset xtics (" +
+         tics + ")\n" + plot;
 }
 
 // Percentile rows "value percentile": 101 values, or the few the summary has.
@@ -132,7 +134,8 @@ std::string cdf_rows(const json& summary) {
     const auto& p = summary["percentiles"];
     for (size_t i = 0; i < p.size(); ++i)
       if (p[i].is_number() && p[i].get<double>() > 0)
-        rows += fmt::format("{} {}\n", p[i].get<double>(), 100.0 * double(i) / double(p.size() - 1));
+        rows +=
+            fmt::format("{} {}\n", p[i].get<double>(), 100.0 * double(i) / double(p.size() - 1));
     return rows;
   }
   for (auto [key, pct] : std::vector<std::pair<const char*, double>>{
@@ -157,14 +160,15 @@ std::string fault_latency(const json& e, const json& all, const fs::path& out, S
     const json& percentiles = field(field(*t, "figures"), "latency_percentiles");
     if (during.is_object() && percentiles.is_array()) during["percentiles"] = percentiles;
     if (std::string d = cdf_rows(during); !d.empty())
-      plot += fmt::format(", {} using 1:2 with {} ls 3 title 'pager faults during a lazy migration "
-                          "(prefetch on)'",
-                          s.data("during.dat", d),
-                          during.contains("percentiles") ? "lines" : "linespoints");
+      plot += fmt::format(
+          ", {} using 1:2 with {} ls 3 title 'pager faults during a lazy migration "
+          "(prefetch on)'",
+          s.data("during.dat", d), during.contains("percentiles") ? "lines" : "linespoints");
   }
   return head(out, "Fault service latency: pager against raw libfabric (CDF)") +
          "set logscale x 10\nset xlabel 'latency (us)'\nset ylabel 'percentile'\n"
-         "set yrange [0:100]\nset key bottom right\n" + plot + "\n";
+         "set yrange [0:100]\nset key bottom right\n" +
+         plot + "\n";
 }
 
 std::string full_speed(const json& e, const fs::path& out, Scratch& s) {
@@ -173,17 +177,20 @@ std::string full_speed(const json& e, const fs::path& out, Scratch& s) {
   for (const auto& c : cases_of(e)) {
     if (c.contains("error") || !c.contains("curve")) continue;
     std::string rows;
-    for (const auto& w : c["curve"]) rows += fmt::format("{} {}\n", w[0].get<double>() / 1000, w[1].get<double>());
-    const std::string label = fmt::format("{:.0f} MiB {}", num(c, "size_mib"), c.value("pattern", ""));
-    plot += fmt::format("{} using 1:2 with lines ls {} title '{}', ", s.data(fmt::format("c{}.dat", n++), rows),
-                        style, label);
+    for (const auto& w : c["curve"])
+      rows += fmt::format("{} {}\n", w[0].get<double>() / 1000, w[1].get<double>());
+    const std::string label =
+        fmt::format("{:.0f} MiB {}", num(c, "size_mib"), c.value("pattern", ""));
+    plot += fmt::format("{} using 1:2 with lines ls {} title '{}', ",
+                        s.data(fmt::format("c{}.dat", n++), rows), style, label);
     style = style % 6 + 1;
   }
   if (n == 0) return "no curves";
   plot += "0.9 with lines ls 9 title '90% of the rate before'\n";
   return head(out, "Back to full speed: the job's rate after a lazy migration (100 ms windows)") +
          "set xlabel 's from the resume'\nset ylabel 'rate / rate before the migration'\n"
-         "set yrange [0:1.4]\nset key bottom right\nset arrow from 0, graph 0 to 0, graph 1 nohead ls 9\n" +
+         "set yrange [0:1.4]\nset key bottom right\nset arrow from 0, graph 0 to 0, graph 1 nohead "
+         "ls 9\n" +
          plot;
 }
 
@@ -197,17 +204,20 @@ std::string traffic(const json& e, const fs::path& out, Scratch& s) {
   }
   const std::string d = s.data("traffic.dat", rows);
   return head(out, "") +
-         fmt::format("set multiplot layout 2,1 title \"Page traffic of one lazy migration ({:.0f} "
-                     "MiB {})\"\n",
-                     num(f, "size_mib"), f.value("pattern", "")) +
+         fmt::format(
+             "set multiplot layout 2,1 title \"Page traffic of one lazy migration ({:.0f} "
+             "MiB {})\"\n",
+             num(f, "size_mib"), f.value("pattern", "")) +
          "set lmargin 12\nset rmargin 12\n"
          "set ylabel 'MiB/s on the wire'\nset y2label 'job rate / rate before'\nset y2tics\n"
          "set yrange [0:*]\nset y2range [0:1.4]\nset key top right\n"
-         "plot " + d + " using 1:5 with steps ls 1 title 'bytes on the wire', " + d +
+         "plot " +
+         d + " using 1:5 with steps ls 1 title 'bytes on the wire', " + d +
          " using 1:6 axes x1y2 with steps ls 3 title 'job rate'\n"
          "unset y2tics\nunset y2label\nset xlabel 's from the freeze'\nset ylabel 'per second'\n"
          "set logscale y 10\nset yrange [1:*]\n"
-         "plot " + d + " using 1:($4+1) with steps ls 1 title 'pages prefetched', " + d +
+         "plot " +
+         d + " using 1:($4+1) with steps ls 1 title 'pages prefetched', " + d +
          " using 1:($3+1) with steps ls 2 title 'pages on demand', " + d +
          " using 1:($2+1) with steps ls 4 title 'faults'\nunset multiplot\n";
 }
@@ -222,15 +232,17 @@ std::string memory(const json& e, const fs::path& out, Scratch& s) {
       double total = 0;
       for (size_t i = 1; i < r.size(); ++i) total += r[i].get<double>();
       rows += fmt::format("{} {} {} {}\n", r[0].get<double>(), total,
-                          r[1].get<double>() + r[2].get<double>(), r[3].get<double>() + r[4].get<double>());
+                          r[1].get<double>() + r[2].get<double>(),
+                          r[3].get<double>() + r[4].get<double>());
     }
     const std::string mode = c.value("mode", "");
     const std::string d = s.data(fmt::format("m{}.dat", n++), rows);
     plot += fmt::format("{} using 1:2 with lines ls {} title '{}: both nodes', ", d, style, mode);
     if (mode == "lazy")
-      plot += fmt::format("{} using 1:3 with lines ls {} dt 2 title 'lazy: n1 (source)', "
-                          "{} using 1:4 with lines ls {} dt 3 title 'lazy: n2 (destination)', ",
-                          d, style, d, style);
+      plot += fmt::format(
+          "{} using 1:3 with lines ls {} dt 2 title 'lazy: n1 (source)', "
+          "{} using 1:4 with lines ls {} dt 3 title 'lazy: n2 (destination)', ",
+          d, style, d, style);
     ++style;
   }
   if (n == 0) return "no curves";
@@ -238,13 +250,15 @@ std::string memory(const json& e, const fs::path& out, Scratch& s) {
   plot += fmt::format("{} with lines ls 9 title 'the job alone'\n", job);
   return head(out, fmt::format("Memory of both nodes during a migration ({:.0f} MiB job)", job)) +
          "set xlabel 's from the freeze'\nset ylabel 'RSS (MiB): jobs, shells, pagers'\n"
-         "set yrange [0:*]\nset key top right\n" + plot;
+         "set yrange [0:*]\nset key top right\n" +
+         plot;
 }
 
 std::string last_page(const json& e, const fs::path& out, Scratch& s) {
   std::map<double, std::map<std::string, double>> by_size;
   for (const auto& c : cases_of(e))
-    if (!c.contains("error")) by_size[num(c, "size_mib")][c.value("mode", "")] = num(c, "last_page_after_freeze_ms") / 1000;
+    if (!c.contains("error"))
+      by_size[num(c, "size_mib")][c.value("mode", "")] = num(c, "last_page_after_freeze_ms") / 1000;
   const json raws = field(field(e, "reference"), "raw_bulk_1mib");
   for (const auto& [size, r] : raws.items())
     if (!r.contains("error")) by_size[std::atof(size.c_str())]["raw"] = num(r, "ms") / 1000;
@@ -255,9 +269,12 @@ std::string last_page(const json& e, const fs::path& out, Scratch& s) {
                         m.count("eager") ? m["eager"] : 0, m.count("raw") ? m["raw"] : 0);
   const std::string d = s.data("lastpage.dat", rows);
   return head(out, "Time until the last page arrived (from the freeze)") +
-         "set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8 border -1\n"
+         "set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8 "
+         "border -1\n"
          "set ylabel 's'\nset yrange [0:*]\nset key top left\n"
-         "plot " + d + " using 2:xtic(1) ls 1 title 'lazy', '' using 3 ls 2 title 'eager (stop-and-copy)', "
+         "plot " +
+         d +
+         " using 2:xtic(1) ls 1 title 'lazy', '' using 3 ls 2 title 'eager (stop-and-copy)', "
          "'' using 4 ls 3 title 'raw libfabric, same bytes'\n";
 }
 
@@ -265,13 +282,18 @@ std::string slowdown(const json& e, const fs::path& out, Scratch& s) {
   std::string rows;
   for (const auto& c : cases_of(e))
     if (!c.contains("error"))
-      rows += fmt::format("\"{}\" {} {}\n", c.value("pattern", ""), num(c, "unmigrated_s"), num(c, "migrated_s"));
+      rows += fmt::format("\"{}\" {} {}\n", c.value("pattern", ""), num(c, "unmigrated_s"),
+                          num(c, "migrated_s"));
   if (rows.empty()) return "no cases";
   const std::string d = s.data("slowdown.dat", rows);
   return head(out, "Completion time: migrated once mid-run against not migrated") +
-         "set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8 border -1\n"
+         "set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8 "
+         "border -1\n"
          "set ylabel 's'\nset yrange [0:*]\nset key top left\n"
-         "plot " + d + " using 2:xtic(1) ls 3 title 'not migrated', '' using 3 ls 1 title 'migrated once (lazy)'\n";
+         "plot " +
+         d +
+         " using 2:xtic(1) ls 3 title 'not migrated', '' using 3 ls 1 title 'migrated once "
+         "(lazy)'\n";
 }
 
 struct Drawing {
@@ -282,29 +304,49 @@ struct Drawing {
 const std::map<std::string, std::vector<Drawing>>& drawings() {
   static const std::map<std::string, std::vector<Drawing>> d = {
       {"downtime",
-       {{"downtime.png", "Downtime against memory size, per mode (log-log); the dotted line is ferry's own "
-                         "freeze-to-resume for lazy.",
-         [](const json& e, const json&, const fs::path& o, Scratch& s) { return downtime(e, o, s); }}}},
+       {{"downtime.png",
+         "Downtime against memory size, per mode (log-log); the dotted line is ferry's own "
+         "freeze-to-resume for lazy.",
+         [](const json& e, const json&, const fs::path& o, Scratch& s) {
+           return downtime(e, o, s);
+         }}}},
       {"fault-latency",
-       {{"fault-latency.png", "Fault service latency, pager against raw libfabric 4 KiB request/reply (CDF).",
-         [](const json& e, const json& a, const fs::path& o, Scratch& s) { return fault_latency(e, a, o, s); }}}},
+       {{"fault-latency.png",
+         "Fault service latency, pager against raw libfabric 4 KiB request/reply (CDF).",
+         [](const json& e, const json& a, const fs::path& o, Scratch& s) {
+           return fault_latency(e, a, o, s);
+         }}}},
       {"full-speed",
-       {{"full-speed.png", "The job's rate after its resume, as a share of its rate before, per 100 ms window.",
-         [](const json& e, const json&, const fs::path& o, Scratch& s) { return full_speed(e, o, s); }}}},
+       {{"full-speed.png",
+         "The job's rate after its resume, as a share of its rate before, per 100 ms window.",
+         [](const json& e, const json&, const fs::path& o, Scratch& s) {
+           return full_speed(e, o, s);
+         }}}},
       {"traffic",
-       {{"traffic.png", "Bytes on the wire and the job's rate (top); pages prefetched, on demand and faults "
-                        "per second (bottom, log scale).",
-         [](const json& e, const json&, const fs::path& o, Scratch& s) { return traffic(e, o, s); }}}},
+       {{"traffic.png",
+         "Bytes on the wire and the job's rate (top); pages prefetched, on demand and faults "
+         "per second (bottom, log scale).",
+         [](const json& e, const json&, const fs::path& o, Scratch& s) {
+           return traffic(e, o, s);
+         }}}},
       {"peak-memory",
        {{"memory.png", "Summed RSS of both nodes (jobs, memory shell, pagers) over time, per mode.",
-         [](const json& e, const json&, const fs::path& o, Scratch& s) { return memory(e, o, s); }}}},
+         [](const json& e, const json&, const fs::path& o, Scratch& s) {
+           return memory(e, o, s);
+         }}}},
       {"last-page",
-       {{"last-page.png", "Time from the freeze until the last page arrived: lazy, eager, and raw libfabric "
-                          "carrying the same bytes.",
-         [](const json& e, const json&, const fs::path& o, Scratch& s) { return last_page(e, o, s); }}}},
+       {{"last-page.png",
+         "Time from the freeze until the last page arrived: lazy, eager, and raw libfabric "
+         "carrying the same bytes.",
+         [](const json& e, const json&, const fs::path& o, Scratch& s) {
+           return last_page(e, o, s);
+         }}}},
       {"slowdown",
-       {{"slowdown.png", "Completion time of the same job, migrated once half-way and not migrated.",
-         [](const json& e, const json&, const fs::path& o, Scratch& s) { return slowdown(e, o, s); }}}},
+       {{"slowdown.png",
+         "Completion time of the same job, migrated once half-way and not migrated.",
+         [](const json& e, const json&, const fs::path& o, Scratch& s) {
+           return slowdown(e, o, s);
+         }}}},
   };
   return d;
 }

@@ -5,9 +5,8 @@
 // a scratch directory and runs gnuplot on it, so a plot that cannot be drawn costs only itself.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 

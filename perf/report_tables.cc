@@ -56,13 +56,12 @@ std::string restore(const json& e) {
       t.row({label, "error: " + x["error"].get<std::string>()});
       continue;
     }
-    t.row({label, num(x["vmas"]), num(x["p50"]), num(x["p90"]), num(x["max"]),
-           num(x["build_p50"])});
+    t.row(
+        {label, num(x["vmas"]), num(x["p50"]), num(x["p90"]), num(x["max"]), num(x["build_p50"])});
   }
   Table c({"page copy", "MiB/s"});
   c.row({"read_pages into the restored process, 256 MiB", num(field(f, "copy_mib_s"))});
-  c.row({"memcpy in one process (reference)",
-         num(field(field(e, "reference"), "memcpy_mib_s"))});
+  c.row({"memcpy in one process (reference)", num(field(field(e, "reference"), "memcpy_mib_s"))});
   return t.str() + "\n" + c.str();
 }
 
@@ -76,9 +75,10 @@ std::string fault_latency(const json& e) {
   if (r.is_object())
     t.row({"raw libfabric 4 KiB request/reply", num(r["p50"]), num(r["p90"]), num(r["p99"]),
            num(r["max"]), num(field(r, "n"))});
-  return t.str() + fmt::format("\nAs the faulting process sees it: {} us per fault (including "
-                               "the check of the page).\n",
-                               num(field(field(e, "figures"), "process_us_per_fault")));
+  return t.str() + fmt::format(
+                       "\nAs the faulting process sees it: {} us per fault (including "
+                       "the check of the page).\n",
+                       num(field(field(e, "figures"), "process_us_per_fault")));
 }
 
 std::string prefetch_throughput(const json& e) {
@@ -98,9 +98,12 @@ std::string prefetch_throughput(const json& e) {
 
 std::string pager_rss(const json& e) {
   const auto& f = field(e, "figures");
-  auto gib = [](const json& kib) { return kib.is_number() ? num(kib.get<double>() / 1048576) : "-"; };
+  auto gib = [](const json& kib) {
+    return kib.is_number() ? num(kib.get<double>() / 1048576) : "-";
+  };
   Table t({"", "GiB"});
-  t.row({"source RSS before the move (reference)", gib(field(field(e, "reference"), "source_rss_kib"))});
+  t.row({"source RSS before the move (reference)",
+         gib(field(field(e, "reference"), "source_rss_kib"))});
   t.row({"peak of the sum during the move", gib(field(f, "peak_sum_kib"))});
   t.row({"of which source shell", gib(field(f, "peak_source_kib"))});
   t.row({"of which destination process", gib(field(f, "peak_destination_kib"))});
@@ -127,7 +130,8 @@ std::string downtime(const json& e) {
     t.row({size, mode, num(field(c, "downtime_ms")), num(field(c, "freeze_to_resume_ms")),
            num(field(f, "capture_ms")) + " / " + num(field(f, "install_ms")) + " / " +
                num(field(f, "commit_ms")),
-           num(get(c, "last_page_after_freeze_ms") / 1000), num(get(c, "bytes_on_wire") / kMiB), pre});
+           num(get(c, "last_page_after_freeze_ms") / 1000), num(get(c, "bytes_on_wire") / kMiB),
+           pre});
   }
   return t.str();
 }
@@ -181,12 +185,12 @@ std::string slowdown(const json& e) {
       t.row({pattern, error_or(c, "")});
       continue;
     }
-    t.row({pattern, num(field(c, "accesses")), num(field(c, "unmigrated_s")),
-           num(field(c, "migrated_s")), num(field(c, "slowdown")) + "x",
-           num(field(c, "downtime_ms")),
-           c.value("checksums_match", false) ? "match"
-                                              : "**MISMATCH** " + c.value("checksum_unmigrated", "") +
-                                                    " vs " + c.value("checksum_migrated", "")});
+    t.row(
+        {pattern, num(field(c, "accesses")), num(field(c, "unmigrated_s")),
+         num(field(c, "migrated_s")), num(field(c, "slowdown")) + "x", num(field(c, "downtime_ms")),
+         c.value("checksums_match", false) ? "match"
+                                           : "**MISMATCH** " + c.value("checksum_unmigrated", "") +
+                                                 " vs " + c.value("checksum_migrated", "")});
   }
   return t.str();
 }
@@ -202,9 +206,8 @@ std::string peak_memory(const json& e) {
     }
     t.row({mode, num(field(c, "job_rss_mib")), num(field(c, "peak_total_mib")),
            num(field(c, "peak_source_jobs_mib")), num(field(c, "peak_source_pager_mib")),
-           num(field(c, "peak_destination_jobs_mib")),
-           num(field(c, "peak_destination_pager_mib")), num(field(c, "peak_vs_job")) + "x",
-           num(field(c, "peak_at_s"))});
+           num(field(c, "peak_destination_jobs_mib")), num(field(c, "peak_destination_pager_mib")),
+           num(field(c, "peak_vs_job")) + "x", num(field(c, "peak_at_s"))});
   }
   return t.str();
 }
@@ -213,8 +216,8 @@ std::string traffic(const json& e) {
   const auto& f = field(e, "figures");
   if (!f.is_object()) return "";
   const auto& l = field(f, "fault_latency_us");
-  Table t({"size MiB", "pattern", "faults", "pages on demand", "pages prefetched", "MiB on the wire",
-           "peak MiB/s", "fault p50 / p99 us", "last page after freeze s"});
+  Table t({"size MiB", "pattern", "faults", "pages on demand", "pages prefetched",
+           "MiB on the wire", "peak MiB/s", "fault p50 / p99 us", "last page after freeze s"});
   t.row({num(field(f, "size_mib")), f.value("pattern", ""), num(field(f, "faults")),
          num(field(f, "on_demand_pages")), num(field(f, "prefetched_pages")),
          num(field(f, "wire_mib")), num(field(f, "peak_mib_s")),
@@ -227,11 +230,16 @@ std::string traffic(const json& e) {
 
 std::string figures_tables(const json& entry) {
   static const std::map<std::string, std::function<std::string(const json&)>> layouts = {
-      {"dipc-rtt", dipc_rtt},       {"restore", restore},
-      {"fault-latency", fault_latency}, {"prefetch-throughput", prefetch_throughput},
-      {"pager-rss", pager_rss},     {"downtime", downtime},
-      {"last-page", last_page},     {"full-speed", full_speed},
-      {"slowdown", slowdown},       {"peak-memory", peak_memory},
+      {"dipc-rtt", dipc_rtt},
+      {"restore", restore},
+      {"fault-latency", fault_latency},
+      {"prefetch-throughput", prefetch_throughput},
+      {"pager-rss", pager_rss},
+      {"downtime", downtime},
+      {"last-page", last_page},
+      {"full-speed", full_speed},
+      {"slowdown", slowdown},
+      {"peak-memory", peak_memory},
       {"traffic", traffic}};
   if (entry.contains("error") || !entry.contains("figures")) return "";
   auto it = layouts.find(entry.value("name", ""));

@@ -285,23 +285,19 @@ nlohmann::json run(const std::vector<std::string>&) {
   nlohmann::json checks = {
       check("state alone, typical dynamic binary (p50)", p50_dynamic, "ms", std::nullopt,
             std::nullopt, "< 5 ms", p50_dynamic > 0 && p50_dynamic < 5),
-      check("page copy into the restored process", copy.mib_s, "MiB/s", reference_mib_s,
-            copy_ratio, "-", std::nullopt)};
-  return {{"name", "restore"},
-          {"unit", "ms"},
-          {"figures", figures},
-          {"reference", reference},
-          {"ratio", ratio},
-          {"target", {{"state_ms_for_50_vmas", 5}}},
-          {"checks", checks},
-          {"machine", machine_description()}};
+      check("page copy into the restored process", copy.mib_s, "MiB/s", reference_mib_s, copy_ratio,
+            "-", std::nullopt)};
+  return {{"name", "restore"},  {"unit", "ms"},
+          {"figures", figures}, {"reference", reference},
+          {"ratio", ratio},     {"target", {{"state_ms_for_50_vmas", 5}}},
+          {"checks", checks},   {"machine", machine_description()}};
 }
 
 Register reg(
     {"restore",
      "freeze-to-running for state alone (10/100/1000 VMAs, dynamic binary); page copy vs memcpy",
      run,
-              {},
+     {},
      "Freeze, capture and rebuild of a process's state with no pages (registers, memory map, "
      "files), for /bin/sleep, a fork of ferry-bench and that fork with 10, 100 and 1000 more "
      "VMAs; and the eager page copy (read_pages into the restored process) against memcpy in "

@@ -43,8 +43,9 @@ void save_result(const fs::path& file, const nlohmann::json& entry,
     auto it = std::find(order.begin(), order.end(), e.value("name", ""));
     return size_t(it - order.begin());
   };
-  std::stable_sort(list.begin(), list.end(),
-                   [&](const nlohmann::json& a, const nlohmann::json& b) { return rank(a) < rank(b); });
+  std::stable_sort(list.begin(), list.end(), [&](const nlohmann::json& a, const nlohmann::json& b) {
+    return rank(a) < rank(b);
+  });
   j["machine"] = machine_description();
   j["provider"] = entry.value("provider", "tcp;ofi_rxm");
   j["updated"] = utc_now();

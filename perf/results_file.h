@@ -6,9 +6,8 @@
 // replaces the entry of the same name, so re-running one benchmark updates only its part.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 

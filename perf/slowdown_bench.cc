@@ -80,9 +80,10 @@ nlohmann::json run(const std::vector<std::string>& args) {
   const auto patterns = arg_list(args, 1, {"seq", "random-10%", "random-100%"});
   const double seconds = std::max(1.0, arg_number(args, 2, 8));
   const std::string mode = args.size() > 3 ? args[3] : "lazy";
-  std::cout << fmt::format("slowdown: memory_job {} MiB, about {:.0f} s of accesses, unmigrated vs "
-                           "migrated n1 -> n2 ({}) half-way\n",
-                           mib, seconds, mode);
+  std::cout << fmt::format(
+      "slowdown: memory_job {} MiB, about {:.0f} s of accesses, unmigrated vs "
+      "migrated n1 -> n2 ({}) half-way\n",
+      mib, seconds, mode);
   std::cout << fmt::format("{:<12} {:>12} {:>14} {:>12} {:>9} {:>12}  {}\n", "pattern", "accesses",
                            "unmigrated s", "migrated s", "ratio", "downtime ms", "checksums");
   std::unique_ptr<Cluster> cluster;
@@ -143,10 +144,11 @@ nlohmann::json run(const std::vector<std::string>& args) {
     cases.push_back(s);
     reference[pattern + "_unmigrated_s"] = plain.completion_ms / 1000;
     ratio[pattern] = r;
-    std::cout << fmt::format("{:<12} {:>12} {:>14.2f} {:>12.2f} {:>9.3f} {:>12.1f}  {}\n", pattern,
-                             spec.accesses, plain.completion_ms / 1000, moved.completion_ms / 1000,
-                             r, moved.downtime_ms,
-                             same ? "match" : "MISMATCH " + plain.checksum + " vs " + moved.checksum)
+    std::cout << fmt::format(
+                     "{:<12} {:>12} {:>14.2f} {:>12.2f} {:>9.3f} {:>12.1f}  {}\n", pattern,
+                     spec.accesses, plain.completion_ms / 1000, moved.completion_ms / 1000, r,
+                     moved.downtime_ms,
+                     same ? "match" : "MISMATCH " + plain.checksum + " vs " + moved.checksum)
               << std::flush;
     checks.push_back(check(fmt::format("completion time migrated, {}", pattern),
                            moved.completion_ms / 1000, "s", plain.completion_ms / 1000, r,
@@ -170,15 +172,16 @@ nlohmann::json run(const std::vector<std::string>& args) {
   return out;
 }
 
-Register reg({"slowdown",
-              "completion time migrated once mid-run vs not migrated (seq, random-10%, random-100%)",
-              run,
-              {"512", "-", "3"},
-              "A memory_job with a fixed number of accesses (about 8 s of work, calibrated) runs "
-              "to its end on n1 unmigrated, then again migrated n1 -> n2 (lazy) once half of its "
-              "accesses are done. Completion time is the job's own, from its first access to the "
-              "end of its final checksum over all of its memory; the two checksums must match. "
-              "No target: the ratio is the figure."});
+Register reg(
+    {"slowdown",
+     "completion time migrated once mid-run vs not migrated (seq, random-10%, random-100%)",
+     run,
+     {"512", "-", "3"},
+     "A memory_job with a fixed number of accesses (about 8 s of work, calibrated) runs "
+     "to its end on n1 unmigrated, then again migrated n1 -> n2 (lazy) once half of its "
+     "accesses are done. Completion time is the job's own, from its first access to the "
+     "end of its final checksum over all of its memory; the two checksums must match. "
+     "No target: the ratio is the figure."});
 
 }  // namespace
 }  // namespace ferry::bench

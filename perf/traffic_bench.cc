@@ -28,9 +28,10 @@ nlohmann::json run(const std::vector<std::string>& args) {
   const uint64_t mib = uint64_t(std::max(64.0, arg_number(args, 0, 4096)));
   const std::string pattern = args.size() > 1 ? args[1] : "random-10%";
   const std::string mode = args.size() > 2 ? args[2] : "lazy";
-  std::cout << fmt::format("traffic: memory_job {} MiB {} on n1 -> n2 ({}); the destination "
-                           "pager's 100 ms windows\n",
-                           mib, pattern, mode);
+  std::cout << fmt::format(
+      "traffic: memory_job {} MiB {} on n1 -> n2 ({}); the destination "
+      "pager's 100 ms windows\n",
+      mib, pattern, mode);
   std::unique_ptr<Cluster> cluster;
   if (std::string err = ensure_cluster(cluster, "tr"); !err.empty()) return error_entry(name, err);
   CaseSpec spec;
@@ -56,9 +57,12 @@ nlohmann::json run(const std::vector<std::string>& args) {
     const double job = c.rate_before > 0 ? rate(c.points, at, at + 100) / c.rate_before : 0;
     const double faults = w.value("faults", 0.0) / kWindowS;
     const double mib_s = w.value("bytes", 0.0) / kMiB / kWindowS;
-    nlohmann::json row{(at - c.freeze_ms()) / 1000, faults,
+    nlohmann::json row{(at - c.freeze_ms()) / 1000,
+                       faults,
                        w.value("on_demand_pages", 0.0) / kWindowS,
-                       w.value("prefetched_pages", 0.0) / kWindowS, mib_s, job};
+                       w.value("prefetched_pages", 0.0) / kWindowS,
+                       mib_s,
+                       job};
     peak_mib_s = std::max(peak_mib_s, mib_s);
     peak_faults = std::max(peak_faults, faults);
     if (rows.size() < 12 || &w == &series.back())
@@ -73,22 +77,23 @@ nlohmann::json run(const std::vector<std::string>& args) {
   const double wire_mib = double(c.arrival.bytes_on_wire) / kMiB;
   const double overhead = present_mib > 0 ? wire_mib / present_mib : 0;
   nlohmann::json s = c.summary();
-  s.update({{"series_columns", {"s_from_freeze", "faults_per_s", "on_demand_pages_per_s",
-                                "prefetched_pages_per_s", "mib_per_s", "job_rate_share"}},
+  s.update({{"series_columns",
+             {"s_from_freeze", "faults_per_s", "on_demand_pages_per_s", "prefetched_pages_per_s",
+              "mib_per_s", "job_rate_share"}},
             {"series", rows},
             {"peak_mib_s", peak_mib_s},
             {"peak_faults_per_s", peak_faults},
             {"wire_mib", wire_mib}});
   if (c.arrival.import.contains("latency_percentiles"))
     s["latency_percentiles"] = c.arrival.import["latency_percentiles"];
-  std::cout << fmt::format("\n  {} faults, {} pages on demand, {} prefetched, {:.0f} MiB on the "
-                           "wire for {:.0f} MiB held; peak {:.0f} MiB/s; last page {:.2f} s after "
-                           "the freeze\n",
-                           s.value("faults", 0), s.value("on_demand_pages", 0),
-                           s.value("prefetched_pages", 0), wire_mib, present_mib, peak_mib_s,
-                           c.last_page_after_freeze_ms() / 1000);
-  nlohmann::json checks = {check("bytes on the wire", wire_mib, "MiB", present_mib, overhead, "-",
-                                 std::nullopt)};
+  std::cout << fmt::format(
+      "\n  {} faults, {} pages on demand, {} prefetched, {:.0f} MiB on the "
+      "wire for {:.0f} MiB held; peak {:.0f} MiB/s; last page {:.2f} s after "
+      "the freeze\n",
+      s.value("faults", 0), s.value("on_demand_pages", 0), s.value("prefetched_pages", 0), wire_mib,
+      present_mib, peak_mib_s, c.last_page_after_freeze_ms() / 1000);
+  nlohmann::json checks = {
+      check("bytes on the wire", wire_mib, "MiB", present_mib, overhead, "-", std::nullopt)};
   print_checks(checks);
   return {{"name", name},
           {"unit", "per s"},

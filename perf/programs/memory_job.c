@@ -84,13 +84,15 @@ int main(int argc, char** argv) {
     say("memory_job: the pattern is seq, random-10% or random-100%\n");
     return 2;
   }
-  uint64_t* mem = mmap(NULL, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  uint64_t* mem =
+      mmap(NULL, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) {
     say("memory_job: cannot map its memory\n");
     return 2;
   }
   for (uint64_t p = 0; p < pages; ++p)
-    for (uint64_t w = 0; w < words_per_page; w += 64) mem[p * words_per_page + w] = (p << 9 | w) * 0x9e3779b97f4a7c15ull;
+    for (uint64_t w = 0; w < words_per_page; w += 64)
+      mem[p * words_per_page + w] = (p << 9 | w) * 0x9e3779b97f4a7c15ull;
   char line[128];
   snprintf(line, sizeof line, "ready %llu\n", (unsigned long long)pages);
   say(line);
@@ -128,18 +130,22 @@ int main(int argc, char** argv) {
       uint64_t t = now_us();
       if (t - last >= 500) {
         last = t;
-        snprintf(line, sizeof line, "p %llu %llu\n", (unsigned long long)t, (unsigned long long)count);
+        snprintf(line, sizeof line, "p %llu %llu\n", (unsigned long long)t,
+                 (unsigned long long)count);
         say(line);
       }
     }
   }
-  snprintf(line, sizeof line, "p %llu %llu\n", (unsigned long long)now_us(), (unsigned long long)count);
+  snprintf(line, sizeof line, "p %llu %llu\n", (unsigned long long)now_us(),
+           (unsigned long long)count);
   say(line);
   uint64_t sum = 0;
   for (uint64_t i = 0; i < pages * words_per_page; ++i) sum = sum * 0x100000001b3ull + mem[i];
-  snprintf(line, sizeof line, "p %llu %llu\n", (unsigned long long)now_us(), (unsigned long long)count);
+  snprintf(line, sizeof line, "p %llu %llu\n", (unsigned long long)now_us(),
+           (unsigned long long)count);
   say(line);
-  snprintf(line, sizeof line, "done %llu %016llx\n", (unsigned long long)count, (unsigned long long)sum);
+  snprintf(line, sizeof line, "done %llu %016llx\n", (unsigned long long)count,
+           (unsigned long long)sum);
   say(line);
   return 0;
 }
