@@ -33,9 +33,10 @@ bool write_file_atomically(const fs::path& path, const std::string& text) {
 }  // namespace
 
 int daemon_main(const std::string& role, int argc, char** argv, DaemonSetup setup, size_t max_message,
-                DaemonStopping before_stop) {
+                DaemonStopping before_stop, int spin_us) {
   DaemonConfig cfg;
   cfg.role = role;
+  cfg.spin_us = spin_us;
   CLI::App app{"ferry-" + role + ": the " + role + " daemon of a Ferry node"};
   app.add_option("--state-dir", cfg.state_dir, "directory for the socket, pid file and address")->required();
   app.add_option("--host", cfg.host, "fabric address to listen on");
@@ -45,6 +46,7 @@ int daemon_main(const std::string& role, int argc, char** argv, DaemonSetup setu
   app.add_option("--heartbeat-ms", cfg.heartbeat_ms, "heartbeat period")->check(CLI::Range(10, 60000));
   app.add_option("--timeout-ms", cfg.timeout_ms, "request timeout")->check(CLI::Range(10, 600000));
   app.add_option("--log-level", cfg.log_level, "debug, info, warn, error");
+  app.add_option("--spin-us", cfg.spin_us, "keep polling this long after any work before sleeping")->check(CLI::Range(0, 100000));
   if (role == "master") {
     app.add_option("--suspect-ms", cfg.suspect_ms, "a node is suspect after this long without a heartbeat");
     app.add_option("--dead-ms", cfg.dead_ms, "a node is dead after this long without a heartbeat");
@@ -75,7 +77,7 @@ int daemon_main(const std::string& role, int argc, char** argv, DaemonSetup setu
   fs::path pid_file = dir / (role + ".pid");
   fs::path address_file = dir / "master.address";
 
-  auto loop = dipc::EventLoop::create();
+  auto loop = dipc::EventLoop::create(std::chrono::microseconds(cfg.spin_us));
   if (!loop) {
     spdlog::error("{} cannot start: {}", name, loop.error().message);
     return 1;

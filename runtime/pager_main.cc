@@ -31,5 +31,6 @@ int main(int argc, char** argv) {
           p->unregister(std::move(done));
         else
           done();
-      });
+      },
+      /*spin_us=*/250);
 }

@@ -48,7 +48,7 @@ struct Importer::Import {
   uint64_t faults = 0, on_demand = 0, prefetched = 0, zero = 0, bytes = 0, duplicates = 0, arrived = 0, staged = 0;
   std::vector<float> latency_us;
   struct Window {
-    uint32_t faults = 0, on_demand = 0, prefetched = 0;
+    uint32_t faults = 0, on_demand = 0, prefetched = 0, staged = 0;
     uint64_t bytes = 0;
   };
   std::vector<Window> series;
@@ -405,6 +405,7 @@ bool Importer::install_staged(Import& im, const PageRun& run) {
       // Pages the process dropped meanwhile are kHere already; set() keeps the counts right.
       im.table->set(dest, n, PageState::kHere);
       im.staged += n;
+      im.now_window().staged += n;
       im.arrived += n;
       im.acks.emplace_back(src, n);
       stage.release(src, n);
@@ -523,6 +524,7 @@ void Importer::stat(capnp::List<wire::ImportStat>::Builder out) const {
       series[uint32_t(i)].setOnDemandPages(im.series[i].on_demand);
       series[uint32_t(i)].setPrefetchedPages(im.series[i].prefetched);
       series[uint32_t(i)].setBytes(im.series[i].bytes);
+      series[uint32_t(i)].setStagedPages(im.series[i].staged);
     }
   }
 }

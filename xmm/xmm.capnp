@@ -208,6 +208,7 @@ struct Sample {                  # one 100 ms window of an import
   onDemandPages @2 :UInt32;
   prefetchedPages @3 :UInt32;
   bytes @4 :UInt64;
+  stagedPages @5 :UInt32;        # installed from the precopy stage (no traffic)
 }
 
 struct ImportStat {

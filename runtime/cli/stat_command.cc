@@ -21,7 +21,8 @@ nlohmann::json import_json(xmm::wire::ImportStat::Reader s) {
   nlohmann::json series = nlohmann::json::array();
   for (auto w : s.getSeries())
     series.push_back({{"at_ms", w.getAtMs()}, {"faults", w.getFaults()}, {"on_demand_pages", w.getOnDemandPages()},
-                      {"prefetched_pages", w.getPrefetchedPages()}, {"bytes", w.getBytes()}});
+                      {"prefetched_pages", w.getPrefetchedPages()}, {"bytes", w.getBytes()},
+                      {"staged_pages", w.getStagedPages()}});
   auto l = s.getLatency();
   nlohmann::json percentiles = nlohmann::json::array();
   for (double v : s.getLatencyPercentiles()) percentiles.push_back(v);
