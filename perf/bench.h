@@ -60,6 +60,7 @@ struct Interrupted : std::runtime_error {
 };
 void install_interrupt_handler();
 void check_interrupted();
+bool was_interrupted();
 // Sleeps `ms` in small steps, checking for an interruption.
 void pause_ms(double ms);
 

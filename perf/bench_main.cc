@@ -3,7 +3,7 @@
 //   ferry-bench list                       the benchmarks, in the suite's order
 //   ferry-bench [--save] NAME [ARGS...]    one benchmark (ARGS: its sizes etc., see list);
 //                                          --save puts its entry into perf/results.json
-//   ferry-bench all [--quick] [--only A,B] [--skip A,B]
+//   ferry-bench all [--quick] [--only A,B] [--skip A,B] [--results FILE] [--docs DIR]
 //                                          the suite (`make bench`): each entry saved into
 //                                          perf/results.json as it finishes, then the report
 //   ferry-bench report [--results FILE] [--docs DIR]
@@ -47,8 +47,9 @@ std::string slurp_loadavg() {
 }
 
 int usage(int status) {
-  std::cout << "usage: ferry-bench list | [--save] NAME [ARGS...] | all [--quick] [--only A,B] "
-               "[--skip A,B] | report [--results FILE] [--docs DIR]\n";
+  std::cout
+      << "usage: ferry-bench list | [--save] NAME [ARGS...] | all [--quick] [--only A,B] "
+         "[--skip A,B] [--results FILE] [--docs DIR] | report [--results FILE] [--docs DIR]\n";
   for (const auto& n : suite()) std::cout << fmt::format("  {:<20} {}\n", n, registry().at(n).what);
   return status;
 }
@@ -88,6 +89,7 @@ nlohmann::json run_one(const Benchmark& b, const std::vector<std::string>& args)
 int run_all(const std::vector<std::string>& args) {
   bool quick = false;
   std::vector<std::string> only, skip;
+  std::filesystem::path results = default_results_path(), docs = source_dir() / "docs";
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--quick")
       quick = true;
@@ -95,6 +97,10 @@ int run_all(const std::vector<std::string>& args) {
       only = arg_list(args, ++i, {});
     else if (args[i] == "--skip" && i + 1 < args.size())
       skip = arg_list(args, ++i, {});
+    else if (args[i] == "--results" && i + 1 < args.size())
+      results = args[++i];
+    else if (args[i] == "--docs" && i + 1 < args.size())
+      docs = args[++i];
     else
       return usage(2);
   }
@@ -111,21 +117,26 @@ int run_all(const std::vector<std::string>& args) {
     try {
       entry = run_one(b, quick ? b.quick_args : std::vector<std::string>{});
     } catch (const Interrupted&) {
-      std::cout << "ferry-bench: interrupted; the benchmarks so far are in "
-                << default_results_path().string() << "\n";
+      std::cout << "ferry-bench: interrupted; the benchmarks so far are in " << results.string()
+                << "\n";
       return 130;
     }
     if (quick) entry["quick"] = true;
-    save_result(default_results_path(), entry, kOrder);
+    save_result(results, entry, kOrder);
     done.emplace_back(
         n, entry.contains("error") ? "error: " + entry["error"].get<std::string>() : "ok");
+    if (was_interrupted()) {  // after the benchmark's last wait: its entry is whole
+      std::cout << "ferry-bench: interrupted; the benchmarks so far are in " << results.string()
+                << "\n";
+      return 130;
+    }
   }
   double minutes =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60;
   std::cout << fmt::format("\nferry-bench all: {} benchmarks in {:.1f} min\n", done.size(),
                            minutes);
   for (const auto& [n, s] : done) std::cout << fmt::format("  {:<20} {}\n", n, s);
-  return write_report(default_results_path(), source_dir() / "docs");
+  return write_report(results, docs);
 }
 
 int report_command(const std::vector<std::string>& args) {
@@ -169,6 +180,7 @@ int main(int argc, char** argv) {
     auto entry = run_one(it->second, {args.begin() + 1, args.end()});
     std::cout << entry.dump() << std::endl;
     if (save) save_result(default_results_path(), entry, kOrder);
+    if (was_interrupted()) return 130;
   } catch (const Interrupted&) {
     std::cout << "ferry-bench: interrupted\n";
     return 130;

@@ -132,6 +132,8 @@ void check_interrupted() {
   if (interrupted) throw Interrupted();
 }
 
+bool was_interrupted() { return interrupted; }
+
 void pause_ms(double ms) {
   auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(long(ms * 1000));
   while (std::chrono::steady_clock::now() < until) {

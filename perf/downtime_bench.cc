@@ -73,7 +73,8 @@ nlohmann::json run(const std::vector<std::string>& args) {
   }
   cluster.reset();
 
-  nlohmann::json checks = nlohmann::json::array(), reference, ratio;
+  nlohmann::json checks = nlohmann::json::array(), reference = nlohmann::json::object(),
+                 ratio = nlohmann::json::object();
   for (const auto& size_s : sizes) {
     const uint64_t mib = std::stoull(size_s);
     std::optional<double> eager;

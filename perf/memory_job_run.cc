@@ -37,9 +37,11 @@ std::string MemoryJob::start() {
   // Filling takes about a second per GiB here; give it room on a busy machine.
   const double timeout_ms = 60000 + double(spec.mib) * 20;
   if (!wait_until([&] { return !points.empty(); }, timeout_ms,
-                  fmt::format("gpid {}: {} filling its memory", gpid, spec.describe())))
+                  fmt::format("gpid {}: {} filling its memory", gpid, spec.describe()))) {
+    if (ended) return fmt::format("the job ended before its first access (its log: '{}')", other_);
     return fmt::format("the job did not start its accesses within {:.0f} s (log: '{}', state {})",
                        timeout_ms / 1000, other_, info().value("state", "?"));
+  }
   return "";
 }
 

@@ -101,7 +101,7 @@ CaseResult run_case(Cluster& cluster, const CaseSpec& spec) {
     }
   }
   progress(what + ": ferry migrate");
-  c.migration = migrate(cluster, job, spec.migration);
+  c.migration = migrate(cluster, job, spec.migration, what);
   if (c.migration.error.empty()) {
     const double timeout_ms = 60000 + double(spec.job.mib) * 60;  // >= 17 MiB/s
     c.arrival = wait_last_page(cluster, job, c.migration, timeout_ms, what);

@@ -21,13 +21,21 @@ using namespace std::chrono_literals;
 // commit lets the frozen process go for an instant before its SIGSTOP holds it again).
 constexpr double kMergeStopsMs = 5;
 
-// Reads a process's state every 0.5 ms on its own thread and records its stops.
+// Reads a process's state every 0.5 ms on its own thread and records its stops; says every
+// second how long the migration has taken (an eager one stands still for seconds).
 class StopWatcher {
  public:
-  explicit StopWatcher(pid_t pid) : pid_(pid) {
+  StopWatcher(pid_t pid, std::string what) : pid_(pid), what_(std::move(what)) {
     thread_ = std::thread([this] {
       bool stopped = false;
+      const double started = mono_ms();
+      double said = started;
       while (!quit_) {
+        if (mono_ms() - said >= 1000) {
+          said = mono_ms();
+          progress(fmt::format("{} ({:.0f} s{})", what_, (said - started) / 1000,
+                               stopped ? ", the job stands still" : ", the job runs"));
+        }
         char s = process_state(pid_);
         double now = mono_ms();
         bool is_stop = s == 't' || s == 'T';
@@ -54,6 +62,7 @@ class StopWatcher {
 
  private:
   pid_t pid_;
+  std::string what_;
   std::atomic<bool> quit_{false};
   std::vector<std::pair<double, double>> stops_;
   std::thread thread_;
@@ -111,7 +120,8 @@ double Migration::reply_number(const char* key, double fallback) const {
   return reply[key].get<double>();
 }
 
-Migration migrate(Cluster& cluster, const MemoryJob& job, const MigrationSpec& spec) {
+Migration migrate(Cluster& cluster, const MemoryJob& job, const MigrationSpec& spec,
+                  const std::string& what) {
   Migration m;
   m.spec = spec;
   std::vector<std::string> args{"migrate", std::to_string(job.gpid), "--to", spec.to};
@@ -122,7 +132,8 @@ Migration migrate(Cluster& cluster, const MemoryJob& job, const MigrationSpec& s
     if (json) a.push_back("--json");
     CliResult r;
     {
-      StopWatcher watcher(job.pid);
+      StopWatcher watcher(job.pid, fmt::format("{}: ferry migrate --to {} {}", what, spec.to,
+                                               flags.empty() ? "" : flags[0]));
       m.cli_start_ms = mono_ms();
       r = cluster.cli(a);
       m.cli_end_ms = mono_ms();

@@ -45,7 +45,9 @@ struct Migration {
   double reply_number(const char* key, double fallback = 0) const;
 };
 
-Migration migrate(Cluster& cluster, const MemoryJob& job, const MigrationSpec& spec);
+// `what` names the migration in progress lines.
+Migration migrate(Cluster& cluster, const MemoryJob& job, const MigrationSpec& spec,
+                  const std::string& what);
 
 struct Arrival {
   std::string error;

@@ -27,7 +27,7 @@ nlohmann::json run(const std::vector<std::string>& args) {
   const uint64_t mib = uint64_t(std::max(64.0, arg_number(args, 0, 1024)));
   std::cout << fmt::format(
       "prefetch-throughput: {} MiB region, prefetch on, the process idle until the last page "
-      "arrived; raw: 1 MiB replies, {} in flight, provider tcp;ofi_rxm, {} -> {}\n",
+      "arrived; raw: 1 MiB replies, {} in flight, provider {}, {} -> {}\n",
       mib, kBulkInFlight, kRawProvider, kServerHost, kClientHost);
   ImportView v;
   double wall_ms = 0, n1_cpu_ms = 0, n2_cpu_ms = 0;
@@ -106,7 +106,7 @@ nlohmann::json run(const std::vector<std::string>& args) {
           {"checks",
            {check("prefetch throughput", mib_s, "MiB/s", raw_mib_s, ratio, ">= 0.8x raw",
                   ratio >= 0.8)}},
-          {"provider", "tcp;ofi_rxm"},
+          {"provider", kRawProvider},
           {"machine", machine_description()}};
 }
 

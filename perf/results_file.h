@@ -26,7 +26,8 @@ void save_result(const std::filesystem::path& file, const nlohmann::json& entry,
 
 // "2025-01-31T12:00:00Z"
 std::string utc_now();
-// The short commit of the source tree, "" if unknown.
+// The short commit of the source tree ($FERRY_BENCH_COMMIT for a tree without .git), "" if
+// unknown.
 std::string source_commit();
 
 }  // namespace ferry::bench

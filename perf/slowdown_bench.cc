@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <iostream>
 
 #include "perf/bench.h"
@@ -28,6 +29,7 @@ struct Run {
   std::string checksum;
   Migration migration;
   double downtime_ms = -1;
+  double after_resume_ms = -1;  // of the downtime, after ferry's resume (the first access)
 };
 
 // One run to its end; migrated to n2 once `migrate_at` accesses are done (0: never).
@@ -44,7 +46,7 @@ Run run_job(Cluster& cluster, const JobSpec& spec, uint64_t migrate_at, const st
       return r;
     }
     progress(what + ": ferry migrate");
-    r.migration = migrate(cluster, job, {"n2", mode, 0});
+    r.migration = migrate(cluster, job, {"n2", mode, 0}, what);
     if (!r.migration.error.empty()) {
       r.error = r.migration.error;
       return r;
@@ -61,6 +63,9 @@ Run run_job(Cluster& cluster, const JobSpec& spec, uint64_t migrate_at, const st
     auto g = freeze_gap(job.points, r.migration.freeze_ms(), r.migration.cli_start_ms,
                         r.migration.cli_end_ms);
     if (g.found) r.downtime_ms = g.gap_ms();
+    if (g.found && !std::isnan(r.migration.freeze_ms()))
+      r.after_resume_ms = g.first_after_ms - r.migration.freeze_ms() -
+                          r.migration.reply_number("freeze_to_resume_ms", 0);
   }
   return r;
 }
@@ -137,6 +142,8 @@ nlohmann::json run(const std::vector<std::string>& args) {
               {"extra_s", (moved.completion_ms - plain.completion_ms) / 1000},
               {"slowdown", r},
               {"downtime_ms", moved.downtime_ms},
+              {"freeze_to_resume_ms", moved.migration.reply_number("freeze_to_resume_ms", -1)},
+              {"gap_after_resume_ms", moved.after_resume_ms},
               {"checksum_unmigrated", plain.checksum},
               {"checksum_migrated", moved.checksum},
               {"checksums_match", same},
