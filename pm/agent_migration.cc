@@ -427,8 +427,17 @@ void Agent::end_migration(std::shared_ptr<Migration> m, Status outcome) {
   // Committed: the job runs at the destination since just before its answer arrived (what
   // follows, handing over the shell, does not keep it waiting).
   double stood = ms_since(m->t0);
+  if (m->plan.precopy_id) {
+    // What the last look after the freeze found (the export's presence walk has run by now).
+    auto st = ask_pager<xmm::wire::QueryPrecopy, xmm::wire::PrecopyStatus>(pager_socket(),
+                                                                             [&](auto b) { b.setPrecopyId(m->plan.precopy_id); });
+    if (st) {
+      m->staged_pages = st.value().get().getStagedPages();
+      m->dirty_at_freeze = st.value().get().getDirtyAtFinish();
+    }
+    end_precopy(m->plan.precopy_id, true, "");
+  }
   // The frozen process becomes the pager's memory shell (step 5).
-  if (m->plan.precopy_id) end_precopy(m->plan.precopy_id, true, "");
   pid_t shell = job.pid;
   if (Status s = m->frozen->hand_over(); !s)
     spdlog::error("{}: {}: handing the shell over failed: {}", port_.name(), label, s.error().message);

@@ -36,6 +36,7 @@ struct Exporter::Object {
   bool presence_ready = false;       // `present` is known (learn_presence); until then each
                                      // fetch reads the pagemap entries of its own pages
   bool precopy = false;
+  std::shared_ptr<void> keep;        // released once the shell is dead (keep_until_done)
   std::vector<uint8_t> sent;         // bit per page
   std::vector<uint8_t> acked;        // bit per page: the importer has it
   std::vector<Range> to_free;        // acknowledged, not yet freed in the shell
@@ -105,7 +106,7 @@ Result<ExportedObject> Exporter::export_process(pid_t pid, const std::vector<Ran
   return out;
 }
 
-Status Exporter::learn_presence(uint64_t id, const Precopy* precopy) {
+Status Exporter::learn_presence(uint64_t id, Precopy* precopy) {
   auto it = objects_.find(id);
   if (it == objects_.end() || it->second->done) return make_error(ErrorCode::kNotFound, "object " + std::to_string(id) + " is gone");
   Object& o = *it->second;
@@ -122,7 +123,7 @@ Status Exporter::learn_presence(uint64_t id, const Precopy* precopy) {
   }
   o.present_pages = 0;
   for (uint8_t b : o.present) o.present_pages += uint64_t(__builtin_popcount(b));
-  if (o.precopy && precopy) {
+  if (o.precopy && precopy && precopy->settle().ok()) {
     o.staged.assign(o.present.size(), 0);
     for (size_t ri = 0; ri < o.ranges.size(); ++ri)
       precopy->clean_bits(o.ranges[ri].start, o.ranges[ri].end, o.staged, o.first_page[ri]);
@@ -330,10 +331,16 @@ Status Exporter::release(uint64_t id, std::span<const std::byte> token, const st
   return Status::Ok();
 }
 
+void Exporter::keep_until_done(uint64_t id, std::shared_ptr<void> what) {
+  auto it = objects_.find(id);
+  if (it != objects_.end() && !it->second->done) it->second->keep = std::move(what);
+}
+
 void Exporter::finish(Object& o, const std::string& why) {
   if (o.done) return;
   o.done = true;
   if (o.shell) o.shell->kill();
+  o.keep.reset();  // after the shell's death
   spdlog::info("{}: object {} ({}) ended, {}; {} of {} pages with data sent, {} bytes; shell pid {} killed", pager_,
                o.id, o.label, why, o.sent_pages, o.present_pages, o.bytes_sent, o.pid);
 }

@@ -63,7 +63,10 @@ class Exporter {
   Status adopt(uint64_t id, std::span<const std::byte> token);
   // Which pages of object `id` hold data, and with a finished `precopy`, which of them its
   // stage holds as they are now. Ends the object if the page tables cannot be read.
-  Status learn_presence(uint64_t id, const Precopy* precopy);
+  Status learn_presence(uint64_t id, Precopy* precopy);
+  // Holds `what` until object `id` ends (after its shell was killed), or drops it now if `id`
+  // is gone.
+  void keep_until_done(uint64_t id, std::shared_ptr<void> what);
   bool presence_ready(uint64_t id) const;  // true for an unknown id too
 
   // The object's ranges and which pages carry data.

@@ -437,7 +437,11 @@ void Importer::check_complete(Import& im) {
 void Importer::fail(Import& im, const std::string& reason) {
   if (im.ended) return;
   uint64_t missing = im.table ? im.table->outstanding() : 0;
-  im.state = "failed: " + reason + " (" + std::to_string(missing) + " pages never arrived)";
+  if (im.table && !im.table->presence_known())
+    im.state = "failed: " + reason + " (at most " + std::to_string(missing) +
+               " pages never arrived: the source went before it said which held data)";
+  else
+    im.state = "failed: " + reason + " (" + std::to_string(missing) + " pages never arrived)";
   spdlog::error("{}: import {} of {}: {}; pid {} killed", fault_port_.name(), im.id, im.spec.label, im.state, im.spec.pid);
   if (im.pidfd) ::syscall(SYS_pidfd_send_signal, im.pidfd.get(), SIGKILL, nullptr, 0);
   finish(im);

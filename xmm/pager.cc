@@ -69,7 +69,7 @@ void Pager::serve() {
     auto r = req.body<wire::ExportMemory>();
     std::vector<Exporter::Range> ranges;
     for (auto x : r.getRanges()) ranges.push_back({x.getStart(), x.getEnd()});
-    const Precopy* precopy = nullptr;
+    Precopy* precopy = nullptr;
     if (r.getPrecopyId() != 0) {
       auto it = precopies_.find(r.getPrecopyId());
       if (it == precopies_.end() || it->second->state() != "finished")
@@ -82,6 +82,7 @@ void Pager::serve() {
     // Which pages hold data is learnt right after the answer, while the job is being installed
     // at the destination: the page-table walk stays out of the freeze.
     uint64_t object = made.value().id, precopy_id = r.getPrecopyId();
+    if (precopy) precopy_objects_[precopy_id] = object;
     port_.loop().post([this, object, precopy_id] {
       auto p = precopies_.find(precopy_id);
       (void)exporter_.learn_presence(object, p == precopies_.end() ? nullptr : p->second.get());

@@ -65,6 +65,7 @@ class Pager {
   std::unique_ptr<Importer> importer_;
   std::map<uint64_t, std::unique_ptr<Precopy>> precopies_;  // source side
   std::map<uint64_t, StageEntry> stages_;                   // destination side, until adopted
+  std::map<uint64_t, uint64_t> precopy_objects_;            // precopy id -> the object exported after it
   uint64_t next_precopy_ = 1, next_stage_ = 1;
   // OpenObject requests for objects whose presence is not learnt yet, answered once it is.
   std::map<uint64_t, std::vector<std::shared_ptr<dipc::Request>>> held_opens_;

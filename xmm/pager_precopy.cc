@@ -94,10 +94,16 @@ void Pager::serve_precopy() {
     auto r = req.body<wire::EndPrecopy>();
     auto it = precopies_.find(r.getPrecopyId());
     if (it != precopies_.end()) {
-      if (r.getCommitted())
+      if (r.getCommitted()) {
         spdlog::info("{}: precopy {} of {} done: the migration committed", port_.name(), it->first, it->second->label());
-      else
+        // The shell's write-tracking ends with the shell: unregistering would walk its page
+        // tables while its pages are being served.
+        if (auto o = precopy_objects_.find(it->first); o != precopy_objects_.end())
+          exporter_.keep_until_done(o->second, std::shared_ptr<DirtyTracker>(it->second->release_tracker()));
+      } else {
         it->second->cancel(r.getReason());
+      }
+      precopy_objects_.erase(it->first);
       precopies_.erase(it);
     }
     req.reply<dipc::wire::Empty>([](dipc::wire::Empty::Builder) {});
@@ -186,6 +192,7 @@ void Pager::forget_idle_precopies() {
   for (auto it = precopies_.begin(); it != precopies_.end();) {
     if (now - it->second->last_change() > kIdleLimit && it->second->state() != "copying") {
       it->second->cancel("nobody asked for it for a minute");
+      precopy_objects_.erase(it->first);
       it = precopies_.erase(it);
     } else {
       ++it;

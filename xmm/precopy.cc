@@ -206,22 +206,33 @@ Status Precopy::finish() {
     return make_error(ErrorCode::kRefused, "precopy of " + spec_.label + " " + state_);
   if (state_ == "finished") return Status::Ok();
   if (!tracker_) return make_error(ErrorCode::kRefused, "precopy of " + spec_.label + " is not tracking writes yet");
+  state_ = "finished";  // no more rounds; replies still in flight no longer count
+  last_change_ = Clock::now();
+  return Status::Ok();
+}
+
+Status Precopy::settle() {
+  if (state_ != "finished" || settled_) return Status::Ok();
+  settled_ = true;
+  auto t0 = Clock::now();
   auto last = tracker_->untracked_or_written();
   if (!last) {
-    fail(last.error().message);
+    // Nothing staged can be trusted: every page comes from the source.
+    std::fill(staged_.begin(), staged_.end(), 0);
+    dirty_at_finish_ = staged_pages_;
+    staged_pages_ = 0;
     return make_error(ErrorCode::kUnavailable, "precopy of " + spec_.label + ": " + last.error().message);
   }
   uint64_t before = staged_pages_;
   for (const auto& r : last.value()) mark(r.start, r.end, false);
   dirty_at_finish_ = before - staged_pages_;
-  tracker_.reset();  // the process no longer needs write-protection
-  state_ = "finished";
-  last_change_ = Clock::now();
   spdlog::info("{}: precopy {} of {} finished after {} rounds, {:.0f} ms: {} pages staged and clean, {} written since "
-               "their copy (they follow lazily)", port_.name(), id_, spec_.label, rounds_sent_, ms_since(started_),
-               staged_pages_, dirty_at_finish_);
+               "their copy (they follow lazily); last look {:.1f} ms", port_.name(), id_, spec_.label, rounds_sent_,
+               ms_since(started_), staged_pages_, dirty_at_finish_, ms_since(t0));
   return Status::Ok();
 }
+
+std::unique_ptr<DirtyTracker> Precopy::release_tracker() { return std::move(tracker_); }
 
 uint64_t Precopy::clean_bits(uint64_t start, uint64_t end, std::vector<uint8_t>& bits, uint64_t first_bit) const {
   uint64_t n = 0;

@@ -60,9 +60,17 @@ class Precopy {
   Precopy& operator=(const Precopy&) = delete;
 
   void open();
-  // The process is frozen: the pages written since the last round stop counting as staged, and
-  // tracking ends. kRefused if the precopy failed.
+  // The process is frozen: no more rounds. kRefused if the precopy failed. O(1): the freeze
+  // does not wait for the page-table walks of settle().
   Status finish();
+  // After finish(), with the process still frozen (or a shell that frees only what its importer
+  // acknowledged): the pages written since the last round, or no longer tracked, stop counting
+  // as staged. Called by the export's presence walk, off the migration's downtime.
+  Status settle();
+  bool settled() const { return settled_; }
+  // The write-tracking, for whoever ends it (unregistering walks the page tables: for a shell
+  // about to die, better done by its death).
+  std::unique_ptr<DirtyTracker> release_tracker();
   void cancel(const std::string& reason);
 
   void status(wire::PrecopyStatus::Builder out) const;
@@ -71,7 +79,7 @@ class Precopy {
   bool ended() const { return state_ == "finished" || state_.rfind("failed", 0) == 0 || state_ == "cancelled"; }
   std::chrono::steady_clock::time_point last_change() const { return last_change_; }
 
-  // After finish(): sets bit `first_bit + k` of `bits` for each page k of [start, end) that the
+  // After settle(): sets bit `first_bit + k` of `bits` for each page k of [start, end) that the
   // stage holds as it is now; returns how many.
   uint64_t clean_bits(uint64_t start, uint64_t end, std::vector<uint8_t>& bits, uint64_t first_bit) const;
 
@@ -99,6 +107,7 @@ class Precopy {
   std::vector<uint8_t> staged_;       // bit per tracked page: the stage holds its latest copy
   // The round being sent: what is left of its set, and replies outstanding.
   uint32_t round_ = 0, rounds_sent_ = 0;
+  bool settled_ = false;
   std::vector<DirtyTracker::Range> todo_;
   size_t todo_at_ = 0;
   uint64_t todo_offset_ = 0;
