@@ -170,12 +170,13 @@ Result<Exporter::Object*> Exporter::find(uint64_t id, std::span<const std::byte>
 Status Exporter::describe(uint64_t id, std::span<const std::byte> token, wire::ObjectMap::Builder out) {
   auto o = find(id, token);
   if (!o) return o.error();
-  if (!o.value()->presence_ready) return make_error(ErrorCode::kUnavailable, "object " + std::to_string(id) + " is not mapped yet");
   auto ranges = out.initRanges(uint32_t(o.value()->ranges.size()));
   for (size_t i = 0; i < o.value()->ranges.size(); ++i) {
     ranges[uint32_t(i)].setStart(o.value()->ranges[i].start);
     ranges[uint32_t(i)].setEnd(o.value()->ranges[i].end);
   }
+  out.setPresenceKnown(o.value()->presence_ready);
+  if (!o.value()->presence_ready) return Status::Ok();
   const auto& bits = o.value()->present;
   auto data = out.initPresent(uint32_t(bits.size()));
   std::memcpy(data.begin(), bits.data(), bits.size());

@@ -6,9 +6,8 @@
 //   with PTRACE_O_EXITKILL: if this pager dies, its shells die with it and importers fail
 //   cleanly instead of waiting. It answers at once; learn_presence() then walks the page tables
 //   (PAGEMAP_SCAN) to know which pages carry data, off the migration's freeze. The others are
-//   reported as zero and never sent. Until it has, describe() is refused with kUnavailable (the
-//   pager answers such an OpenObject once it knows) and fetch() reads the pagemap entries of
-//   the pages asked for.
+//   reported as zero and never sent. Until it has, describe() gives the ranges only
+//   (presenceKnown false) and fetch() reads the pagemap entries of the pages asked for.
 // - Every request must carry the object's id and its token (the capability); anything else is
 //   refused with kUnauthorized, and an address outside the object with kInvalid.
 // - A page is read from the shell when asked for (as often as asked: a reply may be lost);

@@ -96,40 +96,63 @@ void Importer::start(ImportSpec spec, UniqueFd uffd, std::function<void(Result<u
   const ImportSpec& s = im->spec;
   spdlog::info("{}: import {} of {}: object {} from {}, pid {}, {} ranges{}", fault_port_.name(), id, s.label,
                s.object_id, s.source, s.pid, s.ranges.size(), s.prefetch ? "" : ", no prefetch");
-  // Serving starts now, before the source says which pages hold data (it finds out after the
-  // freeze, off the job's downtime): a page asked for meanwhile comes back with data or as zero.
+  // The object is opened first (a wrong capability is refused before the process may run),
+  // but serving starts before the source says which pages hold data (it finds out after the
+  // freeze, off the job's downtime): a page asked for meanwhile comes back with data or zero.
   im->table = std::make_unique<PageTable>(s.ranges);
-  im->state = "fetching";
-  Import& ref = *im;
   imports_[id] = std::move(im);
-  Status w = fault_port_.loop().watch(ref.uffd->fd(), [this, id](uint32_t) { on_readable(id); });
-  if (!w) {
-    fail(ref, w.error().message);
-    return done(w.error());
-  }
-  (void)fault_port_.loop().watch(ref.pidfd.get(), [this, id](uint32_t) {
-    auto it = imports_.find(id);
-    if (it == imports_.end() || it->second->ended) return;
-    it->second->state = it->second->table->outstanding() ? "ended: the process exited" : "complete";
-    finish(*it->second);
-  });
+  open_object(id, /*wait_for_presence=*/false, std::move(done));
+}
+
+void Importer::open_object(uint64_t id, bool wait_for_presence, std::function<void(Result<uint64_t>)> done) {
+  Import& ref = *imports_.at(id);
   fault_port_.call<wire::OpenObject, wire::ObjectMap>(
-      s.source,
+      ref.spec.source,
       [&](wire::OpenObject::Builder b) {
-        b.setObjectId(s.object_id);
-        b.initToken(uint32_t(s.token.size()));
-        std::memcpy(b.getToken().begin(), s.token.data(), s.token.size());
+        b.setObjectId(ref.spec.object_id);
+        b.initToken(uint32_t(ref.spec.token.size()));
+        std::memcpy(b.getToken().begin(), ref.spec.token.data(), ref.spec.token.size());
+        b.setWaitForPresence(wait_for_presence);
       },
-      [this, id](Result<dipc::Message<wire::ObjectMap>> r) {
+      [this, id, done = std::move(done)](Result<dipc::Message<wire::ObjectMap>> r) {
         auto it = imports_.find(id);
-        if (it == imports_.end() || it->second->ended) return;
+        if (it == imports_.end() || it->second->ended) {
+          if (done) done(make_error(ErrorCode::kInternal, "import vanished"));
+          return;
+        }
         Import& im = *it->second;
-        if (!r) return fail(im, "cannot open object " + std::to_string(im.spec.object_id) + " at " + im.spec.source + ": " + r.error().message);
+        if (!r) {
+          fail(im, "cannot open object " + std::to_string(im.spec.object_id) + " at " + im.spec.source + ": " + r.error().message);
+          if (done) done(r.error());
+          return;
+        }
         auto map = r.value().get();
         bool same = map.getRanges().size() == im.spec.ranges.size();
         for (uint32_t i = 0; same && i < map.getRanges().size(); ++i)
           same = map.getRanges()[i].getStart() == im.spec.ranges[i].start && map.getRanges()[i].getEnd() == im.spec.ranges[i].end;
-        if (!same) return fail(im, "the object at " + im.spec.source + " does not cover the ranges to serve");
+        if (!same) {
+          fail(im, "the object at " + im.spec.source + " does not cover the ranges to serve");
+          if (done) done(make_error(ErrorCode::kInvalid, im.state));
+          return;
+        }
+        if (done) {  // the first answer: serve
+          im.state = "fetching";
+          Status w = fault_port_.loop().watch(im.uffd->fd(), [this, id](uint32_t) { on_readable(id); });
+          if (!w) {
+            fail(im, w.error().message);
+            return done(w.error());
+          }
+          (void)fault_port_.loop().watch(im.pidfd.get(), [this, id](uint32_t) {
+            auto it = imports_.find(id);
+            if (it == imports_.end() || it->second->ended) return;
+            it->second->state = it->second->table->outstanding() ? "ended: the process exited" : "complete";
+            finish(*it->second);
+          });
+          spdlog::info("{}: import {} of {} serving", fault_port_.name(), id, im.spec.label);
+          done(id);
+          if (im.ended) return;
+        }
+        if (!map.getPresenceKnown()) return open_object(id, /*wait_for_presence=*/true, nullptr);
         auto bits = map.getPresent();
         std::vector<uint8_t> staged;
         if (im.spec.stage) staged.assign(map.getStaged().begin(), map.getStaged().end());
@@ -142,8 +165,6 @@ void Importer::start(ImportSpec spec, UniqueFd uffd, std::function<void(Result<u
         if (!im.ended && im.table->staged() > 0) fault_port_.loop().post([this, id] { install_staged_more(id); });
       },
       dipc::CallOptions{timeout_, std::nullopt});
-  spdlog::info("{}: import {} of {} serving", fault_port_.name(), id, ref.spec.label);
-  done(id);
 }
 
 void Importer::on_readable(uint64_t id) {

@@ -2,9 +2,10 @@
 // on this node and resolves its faults with pages fetched from the exporting pager.
 //
 // Contract:
-// - start() asks the source for the object's map (which pages carry data) and calls `done`
-//   with the import id once it is serving, or with the error (wrong token, source unreachable).
-//   The process must not run before that.
+// - start() opens the object at the source and calls `done` with the import id once it is
+//   serving, or with the error (wrong token, source unreachable). The process must not run
+//   before that. Which pages carry data the source says later (off the migration's downtime):
+//   until then every page is fetched when touched, and the prefetcher waits.
 // - A fault on a page with data is fetched on the fault port (a window that grows while the
 //   process faults sequentially); a page without data gets a zero page here, without traffic.
 //   A page is asked for once: concurrent faults on it wait for the same reply.
@@ -82,6 +83,9 @@ class Importer {
 
  private:
   struct Import;
+  // OpenObject: the first answer (`done` set) starts serving; with `wait_for_presence` the
+  // answer comes once the source knows which pages hold data, and that is applied.
+  void open_object(uint64_t id, bool wait_for_presence, std::function<void(Result<uint64_t>)> done);
   void on_readable(uint64_t id);
   void handle_fault(Import& im, uint64_t address);
   void fetch(Import& im, const PageRun& run, bool prefetch);

@@ -203,7 +203,7 @@ void Pager::serve() {
 
 void Pager::open_object(dipc::Request& req) {
   auto r = req.body<wire::OpenObject>();
-  if (!exporter_.presence_ready(r.getObjectId())) {  // answered once it is (see ExportMemory)
+  if (r.getWaitForPresence() && !exporter_.presence_ready(r.getObjectId())) {  // answered once it is (see ExportMemory)
     held_opens_[r.getObjectId()].push_back(std::make_shared<dipc::Request>(std::move(req)));
     return;
   }
@@ -217,6 +217,7 @@ void Pager::open_object(dipc::Request& req) {
     b.setPresentPages(map.getPresentPages());
     b.setStaged(map.asReader().getStaged());
     b.setStagedPages(map.getStagedPages());
+    b.setPresenceKnown(map.getPresenceKnown());
   });
 }
 

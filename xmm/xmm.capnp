@@ -79,6 +79,8 @@ struct ImportProgressReply {
 struct OpenObject {
   objectId @0 :UInt64;
   token @1 :Data;
+  waitForPresence @2 :Bool;      # answer once the source knows which pages hold data (else at
+                                 # once, with presenceKnown false until it does)
 }
 
 struct ObjectMap {
@@ -88,6 +90,7 @@ struct ObjectMap {
   staged @3 :Data;               # precopy: bit per page as `present`: the importer's stage holds
                                  # this page as it is now (empty: no precopy)
   stagedPages @4 :UInt64;
+  presenceKnown @5 :Bool;        # false: present, staged and their counts are not filled in yet
 }
 
 struct FetchPages {
