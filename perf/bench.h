@@ -36,6 +36,8 @@ struct Summary {
   size_t n = 0;
 };
 Summary summarize(std::vector<double> samples);
+// The median (the mean of the middle two for an even count); 0 for none.
+double median(std::vector<double> samples);
 nlohmann::json to_json(const Summary& s);
 
 // "AMD EPYC, x86_64, 2 CPUs, 24 GiB RAM, Linux 6.1.0, Debian 12" for the record.

@@ -64,6 +64,13 @@ Summary summarize(std::vector<double> v) {
   return s;
 }
 
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 nlohmann::json to_json(const Summary& s) {
   return {{"p50", s.p50},   {"p90", s.p90}, {"p99", s.p99},
           {"mean", s.mean}, {"max", s.max}, {"n", s.n}};

@@ -6,8 +6,9 @@
 // `ferry migrate` (lazy, then eager) and the destination pager's import is followed until its
 // last page (migration_case.h). Time to the last page is counted from the freeze (the job's
 // last output before it); the transfer rate is the import's bytes on the wire over its own time
-// to the last page. Reference: the raw page server/client (raw_fabric.h) carrying the same bytes
-// in 1 MiB replies, 4 in flight. Target: lazy's transfer rate >= 0.8x raw.
+// to the last page. Reference: the raw page server/client (raw_fabric.h), 1 MiB replies with 4 in
+// flight, the best of 3 transfers of up to 1 GiB (the link's bandwidth; its time for the migrated
+// bytes is derived from it). Target: lazy's transfer rate >= 0.8x raw.
 //
 //   ferry-bench last-page [SIZES_MIB=1024,4096] [MODES=lazy,eager] [PATTERN=random-10%]
 #include <fmt/format.h>
@@ -71,11 +72,17 @@ nlohmann::json run(const std::vector<std::string>& args) {
       cases.push_back(s);
     }
     cluster.reset();  // the link to ourselves for the raw reference
-    // The raw reference carries what the lazy migration carried (or the job's size).
-    uint64_t bytes = by_mode.count("lazy") ? by_mode["lazy"].arrival.bytes_on_wire : mib << 20;
-    progress(fmt::format("raw libfabric bulk transfer, {:.0f} MiB", double(bytes) / kMiB));
-    nlohmann::json raw = raw_bulk(bytes);
+    // The link's bandwidth: the best of 3 raw transfers of up to 1 GiB (a rate: the same bytes
+    // are not needed, and a busy moment of the machine should not be taken for the link).
+    const uint64_t moved =
+        by_mode.count("lazy") ? by_mode["lazy"].arrival.bytes_on_wire : mib << 20;
+    const uint64_t bytes = std::min<uint64_t>(moved, 1ull << 30);
+    progress(
+        fmt::format("raw libfabric bulk transfer, {:.0f} MiB, best of 3", double(bytes) / kMiB));
+    nlohmann::json raw = raw_bulk_best(bytes, 3);
     progress_done();
+    if (!raw.contains("error"))
+      raw["ms_for_migrated_bytes"] = double(moved) / kMiB / raw["mib_s"].get<double>() * 1000;
     raw_by_size[size_s] = raw;
     if (raw.contains("error")) {
       std::cout << fmt::format("{:>9} raw      error: {}\n", mib, raw["error"].get<std::string>());
@@ -83,8 +90,8 @@ nlohmann::json run(const std::vector<std::string>& args) {
     }
     const double raw_mib_s = raw["mib_s"];
     std::cout << fmt::format("{:>9} {:<8} {:>14} {:>14.2f} {:>10.0f} {:>10.0f}\n", mib, "raw", "",
-                             raw["ms"].get<double>() / 1000, raw["bytes"].get<double>() / kMiB,
-                             raw_mib_s);
+                             raw["ms_for_migrated_bytes"].get<double>() / 1000,
+                             double(moved) / kMiB, raw_mib_s);
     std::optional<double> eager_s, eager_mib;
     if (by_mode.count("eager")) {
       eager_s = by_mode["eager"].last_page_after_freeze_ms() / 1000;
@@ -138,8 +145,10 @@ Register reg({"last-page",
               "A running memory_job (random-10%) is moved n1 -> n2, lazy and eager, and followed "
               "until its last page arrived. Time to the last page is counted from the freeze; the "
               "transfer rate is the import's bytes on the wire over its own time to the last page. "
-              "Reference: raw libfabric 1 MiB replies, 4 in flight, carrying the same bytes over "
-              "the same addresses, in the same run. Target: lazy at least 0.8x raw."});
+              "Reference: the link's bandwidth, raw libfabric 1 MiB replies with 4 in flight over "
+              "the same addresses, the best of 3 transfers of up to 1 GiB in the same run (the "
+              "machine is shared: the best run is what the link can do). Target: lazy at least "
+              "0.8x raw."});
 
 }  // namespace
 }  // namespace ferry::bench

@@ -4,7 +4,7 @@
 // How: a 1 GiB region moved by the pagers of a 2-node local cluster (pager_move.h) with prefetch
 // on while the process stays idle (no faults): bytes on the wire / time to the last page, and
 // the median 100 ms window, against raw 1 MiB replies with 4 in flight (the prefetcher's shape,
-// raw_fabric.h). Every byte is checked afterwards. Target: >= 0.8x raw.
+// raw_fabric.h), the best of 3 transfers. Every byte is checked afterwards. Target: >= 0.8x raw.
 //
 //   ferry-bench prefetch-throughput [MiB=1024]
 #include <fmt/format.h>
@@ -56,7 +56,7 @@ nlohmann::json run(const std::vector<std::string>& args) {
   const double steady = steady_mib_s(v.window_bytes);
   progress_done();
   progress("raw libfabric bulk transfer");
-  nlohmann::json raw = raw_bulk(v.bytes);
+  nlohmann::json raw = raw_bulk_best(v.bytes, 3);
   progress_done();
   if (raw.contains("error")) return error_entry(name, raw["error"].get<std::string>());
   const double raw_mib_s = raw["mib_s"];
@@ -66,7 +66,8 @@ nlohmann::json run(const std::vector<std::string>& args) {
   std::cout << fmt::format("{:<44} {:>10.0f} {:>10.0f} {:>10.0f}\n",
                            "pager prefetch (bytes on wire / ms to last page)",
                            double(v.bytes) / kMiB, v.ms_to_last_page, mib_s);
-  std::cout << fmt::format("{:<44} {:>10.0f} {:>10.0f} {:>10.0f}\n", "raw libfabric, 1 MiB replies",
+  std::cout << fmt::format("{:<44} {:>10.0f} {:>10.0f} {:>10.0f}\n",
+                           "raw libfabric, 1 MiB replies (best of 3)",
                            raw["bytes"].get<double>() / kMiB, raw["ms"].get<double>(), raw_mib_s);
   std::cout << fmt::format(
       "  pager steady state (median 100 ms window): {:.0f} MiB/s; wall time seen here {:.0f} ms; "

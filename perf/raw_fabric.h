@@ -23,5 +23,8 @@ inline constexpr int kBulkInFlight = 4;                  // and how many it keep
 nlohmann::json raw_request_reply(int rounds, uint32_t size);
 // `bytes` in 1 MiB replies, 4 in flight, after a 32 MiB warm-up: {bytes, ms, mib_s}, or {error}.
 nlohmann::json raw_bulk(uint64_t bytes);
+// The best of `runs` such transfers (fresh processes each: what the link can do when nothing
+// else holds the CPUs), with every run's MiB/s in "runs_mib_s".
+nlohmann::json raw_bulk_best(uint64_t bytes, int runs);
 
 }  // namespace ferry::bench

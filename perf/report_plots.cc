@@ -97,10 +97,12 @@ std::string downtime(const json& e, const fs::path& out, Scratch& s) {
   std::map<std::string, std::string> rows;
   std::string ferry_rows, tics;
   std::map<double, bool> sizes;
-  for (const auto& c : cases_of(e)) {
+  const json& summary = field(field(e, "figures"), "summary");
+  for (const auto& c : summary.is_array() ? summary : json::array()) {
     if (c.contains("error") || !c.contains("downtime_ms")) continue;
     const double size = num(c, "size_mib");
-    rows[c.value("mode", "")] += fmt::format("{} {}\n", size, num(c, "downtime_ms"));
+    rows[c.value("mode", "")] += fmt::format("{} {} {} {}\n", size, num(c, "downtime_ms"),
+                                             num(c, "downtime_ms_min"), num(c, "downtime_ms_max"));
     if (c.value("mode", "") == "lazy")
       ferry_rows += fmt::format("{} {}\n", size, num(c, "freeze_to_resume_ms"));
     sizes[size] = true;
@@ -112,7 +114,7 @@ std::string downtime(const json& e, const fs::path& out, Scratch& s) {
   int style = 1;
   for (const char* mode : {"lazy", "eager", "precopy"}) {
     if (!rows.count(mode)) continue;
-    plot += fmt::format("{} using 1:2 with linespoints ls {} title '{}', ",
+    plot += fmt::format("{} using 1:2:3:4 with yerrorlines ls {} title '{} (median, min-max)', ",
                         s.data(std::string(mode) + ".dat", rows[mode]), style++, mode);
   }
   if (!ferry_rows.empty())
@@ -261,7 +263,9 @@ std::string last_page(const json& e, const fs::path& out, Scratch& s) {
       by_size[num(c, "size_mib")][c.value("mode", "")] = num(c, "last_page_after_freeze_ms") / 1000;
   const json raws = field(field(e, "reference"), "raw_bulk_1mib");
   for (const auto& [size, r] : raws.items())
-    if (!r.contains("error")) by_size[std::atof(size.c_str())]["raw"] = num(r, "ms") / 1000;
+    if (!r.contains("error"))
+      by_size[std::atof(size.c_str())]["raw"] =
+          num(r, "ms_for_migrated_bytes", num(r, "ms")) / 1000;
   if (by_size.empty()) return "no cases";
   std::string rows;
   for (auto& [size, m] : by_size)
