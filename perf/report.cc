@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 
@@ -74,6 +76,18 @@ std::string machine_table(const json& results, double minutes, bool quick) {
   t.row({"benchmark time",
          fmt::format("{:.0f} min in all{}", minutes,
                      quick ? " (some entries from --quick runs: small sizes)" : "")});
+  // How busy the machine was: the 1-minute load average as each benchmark began.
+  double lo = 1e9, hi = 0;
+  for (const auto& e : results["benchmarks"])
+    if (e.contains("loadavg")) {
+      const double l = std::atof(e["loadavg"].get<std::string>().c_str());
+      lo = std::min(lo, l), hi = std::max(hi, l);
+    }
+  if (hi > 0)
+    t.row({"load average", fmt::format("{} to {} as the benchmarks began (each section says its "
+                                       "own); the machine was shared with other work, which "
+                                       "shows as noise",
+                                       num(lo), num(hi))});
   return t.str();
 }
 
