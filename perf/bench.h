@@ -21,7 +21,8 @@ struct Benchmark {
   std::string what;  // one line for `ferry-bench list` and the report
   std::function<nlohmann::json(const std::vector<std::string>& args)> run;  // returns the entry
   std::vector<std::string> quick_args = {};  // `ferry-bench all --quick`: small sizes
-  std::string how = "";  // a paragraph for the report: what is measured, how, against what
+  std::string how = "";    // a paragraph for the report: what is measured, how, against what
+  std::string usage = "";  // its arguments: "[MiB=256] [ROUNDS=10000]" ("-" keeps a default)
 };
 
 // Registers a benchmark at static-initialization time.
@@ -85,6 +86,8 @@ std::pair<int, std::string> spawn_helper(const std::string& name, const std::str
 
 // Arguments: args[i] as a number, or `fallback` when absent or "-".
 double arg_number(const std::vector<std::string>& args, size_t i, double fallback);
+// args[i], or `fallback` when absent or "-".
+std::string arg_text(const std::vector<std::string>& args, size_t i, const std::string& fallback);
 // args[i] split at commas ("256,1024"), or `fallback`.
 std::vector<std::string> arg_list(const std::vector<std::string>& args, size_t i,
                                   const std::vector<std::string>& fallback);

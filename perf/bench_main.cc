@@ -50,7 +50,9 @@ int usage(int status) {
   std::cout
       << "usage: ferry-bench list | [--save] NAME [ARGS...] | all [--quick] [--only A,B] "
          "[--skip A,B] [--results FILE] [--docs DIR] | report [--results FILE] [--docs DIR]\n";
-  for (const auto& n : suite()) std::cout << fmt::format("  {:<20} {}\n", n, registry().at(n).what);
+  for (const auto& n : suite())
+    std::cout << fmt::format("  {:<20} {}\n  {:<20}   {} {}\n", n, registry().at(n).what, "", n,
+                             registry().at(n).usage);
   return status;
 }
 

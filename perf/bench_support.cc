@@ -212,6 +212,10 @@ double arg_number(const std::vector<std::string>& args, size_t i, double fallbac
   return v;
 }
 
+std::string arg_text(const std::vector<std::string>& args, size_t i, const std::string& fallback) {
+  return i >= args.size() || args[i].empty() || args[i] == "-" ? fallback : args[i];
+}
+
 std::vector<std::string> arg_list(const std::vector<std::string>& args, size_t i,
                                   const std::vector<std::string>& fallback) {
   if (i >= args.size() || args[i].empty() || args[i] == "-") return fallback;

@@ -201,7 +201,8 @@ Register reg({"dipc-rtt",
               "Ping/Pong between two DIPC ports in two processes (authenticated frames, the event "
               "loop) against a raw fi_send/fi_recv echo between two processes on the same provider "
               "and addresses, in the same run; 32 B and 4 KiB payloads. Target: DIPC's p50 within "
-              "1.3x of raw."});
+              "1.3x of raw.",
+              "[ROUNDS=20000]"});
 
 }  // namespace
 }  // namespace ferry::bench

@@ -67,7 +67,7 @@ nlohmann::json run(const std::vector<std::string>& args) {
   const std::string name = "downtime";
   const auto sizes = arg_list(args, 0, {"256", "1024", "4096", "8192"});
   const auto modes = arg_list(args, 1, {"lazy", "eager", "precopy"});
-  const std::string pattern = args.size() > 2 && args[2] != "-" ? args[2] : "random-10%";
+  const std::string pattern = arg_text(args, 2, "random-10%");
   // Runs per size: lazy and precopy are cheap and noisy (the first fault after the resume),
   // eager is long and steady.
   const int repeats = int(std::max(1.0, arg_number(args, 3, 3)));
@@ -174,18 +174,20 @@ nlohmann::json run(const std::vector<std::string>& args) {
           {"machine", machine_description()}};
 }
 
-Register reg({"downtime",
-              "job downtime (its own output) vs memory size, lazy / eager / precopy; ref: eager",
-              run,
-              {"256,1024"},
-              "A memory_job (random-10% of its pages) runs on n1 of a 2-node local cluster and is "
-              "moved to n2 with `ferry migrate` (lazy, `--eager`, `--precopy`). Its downtime is "
-              "read from its own output: the gap between its last progress line before the freeze "
-              "(the source process's stop, seen in /proc) and its first after the resume; the job "
-              "reads its clock after every access, so the gap includes the first access it could "
-              "make once resumed. Ferry's own freeze-to-resume time is shown beside it. Reference: "
-              "eager at the same size. Targets: lazy under 20 ms at every size, and flat "
-              "(largest / smallest size <= 1.5)."});
+Register reg(
+    {"downtime",
+     "job downtime (its own output) vs memory size, lazy / eager / precopy; ref: eager",
+     run,
+     {"256,1024"},
+     "A memory_job (random-10% of its pages) runs on n1 of a 2-node local cluster and is "
+     "moved to n2 with `ferry migrate` (lazy, `--eager`, `--precopy`). Its downtime is "
+     "read from its own output: the gap between its last progress line before the freeze "
+     "(the source process's stop, seen in /proc) and its first after the resume; the job "
+     "reads its clock after every access, so the gap includes the first access it could "
+     "make once resumed. Ferry's own freeze-to-resume time is shown beside it. Reference: "
+     "eager at the same size. Targets: lazy under 20 ms at every size, and flat "
+     "(largest / smallest size <= 1.5).",
+     "[SIZES_MIB=256,1024,4096,8192] [MODES=lazy,eager,precopy] [PATTERN=random-10%] [RUNS=3]"});
 
 }  // namespace
 }  // namespace ferry::bench

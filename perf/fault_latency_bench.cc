@@ -120,7 +120,8 @@ Register reg({"fault-latency",
               "A 256 MiB region moved by the pagers of a 2-node local cluster with prefetch off, "
               "faulted at random by one thread: the importer's fault service time (ferry stat) "
               "against a raw libfabric request with a 4 KiB reply between two processes on the "
-              "same addresses and provider, in the same run. Target: p50 within 1.5x of raw."});
+              "same addresses and provider, in the same run. Target: p50 within 1.5x of raw.",
+              "[MiB=256] [RAW_ROUNDS=10000]"});
 
 }  // namespace
 }  // namespace ferry::bench

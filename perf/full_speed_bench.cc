@@ -30,7 +30,7 @@ nlohmann::json run(const std::vector<std::string>& args) {
   const auto list = arg_list(args, 0,
                              {"seq@1024", "seq@4096", "random-10%@1024", "random-10%@4096",
                               "random-100%@1024", "random-100%@4096"});
-  const std::string mode = args.size() > 1 ? args[1] : "lazy";
+  const std::string mode = arg_text(args, 1, "lazy");
   std::cout << fmt::format(
       "full-speed: memory_job on n1 -> n2 ({}), time from resume to the first "
       "100 ms window at >= 90% of the rate before\n",
@@ -111,7 +111,9 @@ Register reg(
      "page at every access (tens of millions per second), so a sequential sweep covers "
      "all of its memory within milliseconds: no prefetcher can stay ahead of it, and it "
      "is at full speed only once its memory is (nearly) all there. Target: under 3 s at "
-     "4 GiB random-10%."});
+     "4 GiB random-10%.",
+     "[CASES=seq@1024,seq@4096,random-10%@1024,random-10%@4096,random-100%@1024,random-100%@4096] "
+     "[MODE=lazy]"});
 
 }  // namespace
 }  // namespace ferry::bench

@@ -30,7 +30,7 @@ nlohmann::json run(const std::vector<std::string>& args) {
   const std::string name = "last-page";
   const auto sizes = arg_list(args, 0, {"1024", "4096"});
   const auto modes = arg_list(args, 1, {"lazy", "eager"});
-  const std::string pattern = args.size() > 2 ? args[2] : "random-10%";
+  const std::string pattern = arg_text(args, 2, "random-10%");
   std::cout << fmt::format(
       "last-page: memory_job {} on n1 -> n2, sizes {} MiB, modes {}; raw: "
       "1 MiB replies, {} in flight, provider {}\n",
@@ -148,7 +148,8 @@ Register reg({"last-page",
               "Reference: the link's bandwidth, raw libfabric 1 MiB replies with 4 in flight over "
               "the same addresses, the best of 3 transfers of up to 1 GiB in the same run (the "
               "machine is shared: the best run is what the link can do). Target: lazy at least "
-              "0.8x raw."});
+              "0.8x raw.",
+              "[SIZES_MIB=1024,4096] [MODES=lazy,eager] [PATTERN=random-10%]"});
 
 }  // namespace
 }  // namespace ferry::bench

@@ -114,7 +114,8 @@ Register reg(
      {"512"},
      "A 4 GiB region (3.5 GiB with data) moved by the pagers with prefetch on: the peak of "
      "the summed RSS of the source's shell, the destination process and both pagers, "
-     "sampled every 20 ms, against the source's RSS before the move. Target: <= 1.1x."});
+     "sampled every 20 ms, against the source's RSS before the move. Target: <= 1.1x.",
+     "[MiB=4096]"});
 
 }  // namespace
 }  // namespace ferry::bench

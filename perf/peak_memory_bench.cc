@@ -27,7 +27,7 @@ nlohmann::json run(const std::vector<std::string>& args) {
   const std::string name = "peak-memory";
   const uint64_t mib = uint64_t(std::max(64.0, arg_number(args, 0, 4096)));
   const auto modes = arg_list(args, 1, {"lazy", "eager", "precopy"});
-  const std::string pattern = args.size() > 2 ? args[2] : "random-10%";
+  const std::string pattern = arg_text(args, 2, "random-10%");
   std::cout << fmt::format(
       "peak-memory: memory_job {} MiB {} on n1 -> n2, modes {}; RSS of "
       "both nodes' jobs and pagers every 20 ms\n",
@@ -126,7 +126,8 @@ Register reg({"peak-memory",
               "its restored copy) and of each pager is summed, until its last page arrived. "
               "Reference: the job's own RSS before the migration. Target: lazy <= 1.1x (the "
               "source frees what was sent). The pagers' own memory (about 90 MiB each, mostly "
-              "rxm bounce buffers) is counted too."});
+              "rxm bounce buffers) is counted too.",
+              "[MiB=4096] [MODES=lazy,eager,precopy] [PATTERN=random-10%]"});
 
 }  // namespace
 }  // namespace ferry::bench

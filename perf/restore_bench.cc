@@ -301,7 +301,8 @@ Register reg(
      "Freeze, capture and rebuild of a process's state with no pages (registers, memory map, "
      "files), for /bin/sleep, a fork of ferry-bench and that fork with 10, 100 and 1000 more "
      "VMAs; and the eager page copy (read_pages into the restored process) against memcpy in "
-     "the same run. Target: state alone under 5 ms for a typical dynamic binary."});
+     "the same run. Target: state alone under 5 ms for a typical dynamic binary.",
+     "(no arguments)"});
 
 }  // namespace
 }  // namespace ferry::bench

@@ -87,7 +87,7 @@ nlohmann::json run(const std::vector<std::string>& args) {
   const uint64_t mib = uint64_t(std::max(16.0, arg_number(args, 0, 2048)));
   const auto patterns = arg_list(args, 1, {"seq", "random-10%", "random-100%"});
   const double seconds = std::max(1.0, arg_number(args, 2, 8));
-  const std::string mode = args.size() > 3 && args[3] != "-" ? args[3] : "lazy";
+  const std::string mode = arg_text(args, 3, "lazy");
   const int rounds = int(std::max(1.0, arg_number(args, 4, 2)));
   std::cout << fmt::format(
       "slowdown: memory_job {} MiB, about {:.0f} s of accesses, unmigrated vs "
@@ -220,7 +220,8 @@ Register reg(
      "to its end on n1 unmigrated, then again migrated n1 -> n2 (lazy) once half of its "
      "accesses are done. Completion time is the job's own, from its first access to the "
      "end of its final checksum over all of its memory; the two checksums must match. "
-     "No target: the ratio is the figure."});
+     "No target: the ratio is the figure.",
+     "[MiB=2048] [PATTERNS=seq,random-10%,random-100%] [SECONDS=8] [MODE=lazy] [ROUNDS=2]"});
 
 }  // namespace
 }  // namespace ferry::bench

@@ -26,8 +26,8 @@ constexpr double kWindowS = 0.1;
 nlohmann::json run(const std::vector<std::string>& args) {
   const std::string name = "traffic";
   const uint64_t mib = uint64_t(std::max(64.0, arg_number(args, 0, 4096)));
-  const std::string pattern = args.size() > 1 ? args[1] : "random-10%";
-  const std::string mode = args.size() > 2 ? args[2] : "lazy";
+  const std::string pattern = arg_text(args, 1, "random-10%");
+  const std::string mode = arg_text(args, 2, "lazy");
   std::cout << fmt::format(
       "traffic: memory_job {} MiB {} on n1 -> n2 ({}); the destination "
       "pager's 100 ms windows\n",
@@ -114,7 +114,8 @@ Register reg({"traffic",
               "One lazy migration of a running 4 GiB memory_job (random-10%): the destination "
               "pager's 100 ms windows (ferry stat GPID --json: faults, pages on demand, pages "
               "prefetched, bytes) placed on the job's clock, beside the job's own rate in the same "
-              "windows. For looking at: no target."});
+              "windows. For looking at: no target.",
+              "[MiB=4096] [PATTERN=random-10%] [MODE=lazy]"});
 
 }  // namespace
 }  // namespace ferry::bench
