@@ -17,7 +17,8 @@ constexpr uint32_t kMaxFaultWindow = 32;    // pages per fault request, at most
 constexpr uint32_t kPrefetchPages = 256;    // 1 MiB per bulk request
 constexpr int kPrefetchInFlight = 4;
 constexpr int kMaxTimeoutsInARow = 4;        // then the source is lost
-constexpr size_t kMaxAcksPerRequest = 1024;  // acknowledgements piggybacked on one request
+constexpr size_t kMaxAcksPerRequest = 1024;  // acknowledgements piggybacked on one bulk request
+constexpr size_t kMaxAcksPerFault = 8;       // and on a fault's: it stays one small frame
 constexpr auto kWindow = std::chrono::milliseconds(100);  // time series resolution
 constexpr size_t kMaxSeries = 600;
 
@@ -268,7 +269,7 @@ void Importer::fetch(Import& im, const PageRun& run, bool prefetch) {
         b.setAddress(run.source);
         b.setPages(run.pages);
         b.setPrefetch(prefetch);
-        size_t n = std::min<size_t>(im.acks.size(), kMaxAcksPerRequest);
+        size_t n = std::min<size_t>(im.acks.size(), prefetch ? kMaxAcksPerRequest : kMaxAcksPerFault);
         auto acked = b.initAcked(uint32_t(n));
         for (size_t i = 0; i < n; ++i) {
           acked[uint32_t(i)].setAddress(im.acks[im.acks.size() - n + i].first);

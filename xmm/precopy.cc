@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -169,7 +170,8 @@ void Precopy::send_more() {
           b.setAddress(address);
           b.setPages(pages);
           auto data = b.initData(pages * uint32_t(kPage));
-          ssize_t n = ::pread(mem_.get(), data.begin(), data.size(), off_t(address));
+          iovec local{data.begin(), data.size()}, remote{reinterpret_cast<void*>(address), data.size()};
+          ssize_t n = ::process_vm_readv(spec_.pid, &local, 1, &remote, 1, 0);
           if (n != ssize_t(data.size())) {
             readable = false;  // unmapped meanwhile: the stage is told nothing wrong
             b.setPages(0);
