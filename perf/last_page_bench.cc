@@ -81,8 +81,10 @@ nlohmann::json run(const std::vector<std::string>& args) {
         fmt::format("raw libfabric bulk transfer, {:.0f} MiB, best of 3", double(bytes) / kMiB));
     nlohmann::json raw = raw_bulk_best(bytes, 3);
     progress_done();
-    if (!raw.contains("error"))
+    if (!raw.contains("error")) {
+      raw["migrated_bytes"] = moved;
       raw["ms_for_migrated_bytes"] = double(moved) / kMiB / raw["mib_s"].get<double>() * 1000;
+    }
     raw_by_size[size_s] = raw;
     if (raw.contains("error")) {
       std::cout << fmt::format("{:>9} raw      error: {}\n", mib, raw["error"].get<std::string>());

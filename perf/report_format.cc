@@ -58,6 +58,9 @@ std::string Table::str() const {
     for (const auto& c : cells) {
       std::string cell = c;
       for (size_t at; (at = cell.find('|')) != std::string::npos;) cell.replace(at, 1, "/");
+      for (char& ch : cell)
+        if (ch == '\n' || ch == '\r') ch = ' ';
+      while (!cell.empty() && cell.back() == ' ') cell.pop_back();
       s += " " + cell + " |";
     }
     return s + "\n";

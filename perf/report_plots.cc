@@ -123,7 +123,8 @@ std::string downtime(const json& e, const fs::path& out, Scratch& s) {
         s.data("ferry.dat", ferry_rows));
   plot += "20 with lines ls 9 title 'lazy target 20 ms'\n";
   return head(out, "Downtime against memory size (the job's own output)") +
-         "set logscale xy 2\nset xlabel 'job memory (MiB)'\nset ylabel 'downtime (ms)'\n"
+         "set logscale xy 2\nset offsets graph 0.04, graph 0.04, 0, 0\n"
+         "set xlabel 'job memory (MiB)'\nset ylabel 'downtime (ms)'\n"
          "set format y '%g'\nset key top left\nset xtics (" +
          tics + ")\n" + plot;
 }
