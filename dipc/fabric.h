@@ -34,6 +34,10 @@ struct FabricOptions {
   // Process-wide: the first endpoint opened sets rxm's shared receive queue size.
   size_t queue_depth = 256;
   size_t max_message = 256 * 1024;
+  // Completions handled per progress() call at most: 1 for an endpoint whose messages are big
+  // (a pager's bulk port), so that another endpoint on the same loop (its fault port) is polled
+  // between any two of them.
+  int completions_per_turn = 8;
 };
 
 class FabricEndpoint {
@@ -76,6 +80,7 @@ class FabricEndpoint {
   uint64_t receive_errors() const { return receive_errors_; }
 
  private:
+  int completions_per_turn_ = 8;
   struct Impl;
   struct SendOp;
   explicit FabricEndpoint(std::unique_ptr<Impl> impl);

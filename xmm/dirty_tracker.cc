@@ -79,6 +79,15 @@ Result<std::vector<DirtyTracker::Range>> DirtyTracker::take_written() {
   return scan({.any_of = pm::pagemap::kWritten, .write_protect = true});
 }
 
+Result<std::vector<DirtyTracker::Range>> DirtyTracker::untracked_or_written(uint64_t start, uint64_t end) {
+  auto found = pm::pagemap::scan(pagemap_.get(), start, end,
+                                 {.any_of = pm::pagemap::kWritten | pm::pagemap::kWpAllowed, .inverted = pm::pagemap::kWpAllowed});
+  if (!found) return make_error(ErrorCode::kUnavailable, "pid " + std::to_string(pid_) + ": " + found.error().message);
+  std::vector<Range> out;
+  for (const auto& f : found.value()) out.push_back({f.start, f.end});
+  return out;
+}
+
 Result<std::vector<DirtyTracker::Range>> DirtyTracker::untracked_or_written() {
   // Written, or in a VMA without asynchronous write-protection (kWpAllowed inverted).
   return scan({.any_of = pm::pagemap::kWritten | pm::pagemap::kWpAllowed, .inverted = pm::pagemap::kWpAllowed});

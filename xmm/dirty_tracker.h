@@ -49,6 +49,8 @@ class DirtyTracker {
   Result<std::vector<Range>> present();
   Result<std::vector<Range>> take_written();
   Result<std::vector<Range>> untracked_or_written();
+  // The same over [start, end) only (to be done in steps).
+  Result<std::vector<Range>> untracked_or_written(uint64_t start, uint64_t end);
 
  private:
   DirtyTracker(pid_t pid, UniqueFd uffd, UniqueFd pagemap, std::vector<Range> ranges)

@@ -4,7 +4,7 @@
 // Contract:
 // - export_process() takes a handed-over process (pm::FrozenProcess::hand_over) under ptrace,
 //   with PTRACE_O_EXITKILL: if this pager dies, its shells die with it and importers fail
-//   cleanly instead of waiting. It answers at once; learn_presence() then walks the page tables
+//   cleanly instead of waiting. It answers at once; learn_presence_step() then walks the page tables
 //   (PAGEMAP_SCAN) to know which pages carry data, off the migration's freeze. The others are
 //   reported as zero and never sent. Until it has, describe() gives the ranges only
 //   (presenceKnown false) and fetch() reads the pagemap entries of the pages asked for.
@@ -61,8 +61,9 @@ class Exporter {
                                         bool adopt = true, const Precopy* precopy = nullptr);
   Status adopt(uint64_t id, std::span<const std::byte> token);
   // Which pages of object `id` hold data, and with a finished `precopy`, which of them its
-  // stage holds as they are now. Ends the object if the page tables cannot be read.
-  Status learn_presence(uint64_t id, Precopy* precopy);
+  // stage holds as they are now: at most `max_pages` pages per call (the pager serves requests
+  // between calls); true once known. Ends the object if the page tables cannot be read.
+  Result<bool> learn_presence_step(uint64_t id, Precopy* precopy, uint64_t max_pages);
   // Holds `what` until object `id` ends (after its shell was killed), or drops it now if `id`
   // is gone.
   void keep_until_done(uint64_t id, std::shared_ptr<void> what);

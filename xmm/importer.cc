@@ -14,8 +14,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr uint64_t kPage = PageTable::kPage;
 constexpr uint32_t kMaxFaultWindow = 32;    // pages per fault request, at most
-constexpr uint32_t kPrefetchPages = 256;    // 1 MiB per bulk request
-constexpr int kPrefetchInFlight = 4;
+constexpr uint32_t kPrefetchPages = 64;     // 256 KiB per bulk request
+constexpr int kPrefetchInFlight = 12;
 constexpr int kMaxTimeoutsInARow = 4;        // then the source is lost
 constexpr size_t kMaxAcksPerRequest = 1024;  // acknowledgements piggybacked on one bulk request
 constexpr size_t kMaxAcksPerFault = 8;       // and on a fault's: it stays one small frame
@@ -45,6 +45,7 @@ struct Importer::Import {
   int bulk_in_flight = 0;
   std::map<uint64_t, Clock::time_point> waiting;  // page -> when a fault on it was read
   std::vector<std::unique_ptr<Userfault>> children;  // userfaultfds of forked children
+  std::vector<uint8_t> present_bits, staged_bits;     // the source's map, while being applied
   // Traffic.
   uint64_t faults = 0, on_demand = 0, prefetched = 0, zero = 0, bytes = 0, duplicates = 0, arrived = 0, staged = 0;
   std::vector<float> latency_us;
@@ -154,18 +155,31 @@ void Importer::open_object(uint64_t id, bool wait_for_presence, std::function<vo
           if (im.ended) return;
         }
         if (!map.getPresenceKnown()) return open_object(id, /*wait_for_presence=*/true, nullptr);
-        auto bits = map.getPresent();
-        std::vector<uint8_t> staged;
-        if (im.spec.stage) staged.assign(map.getStaged().begin(), map.getStaged().end());
-        im.table->apply_presence(std::vector<uint8_t>(bits.begin(), bits.end()), staged);
-        spdlog::info("{}: import {} of {}: {} pages with data at {}, {} of them staged here ({:.1f} ms after the start)",
-                     fault_port_.name(), id, im.spec.label, im.table->present_pages(), im.spec.source, im.table->staged(),
-                     ms(Clock::now() - im.started));
-        check_complete(im);
-        prefetch_more(im);
-        if (!im.ended && im.table->staged() > 0) fault_port_.loop().post([this, id] { install_staged_more(id); });
+        im.present_bits.assign(map.getPresent().begin(), map.getPresent().end());
+        if (im.spec.stage) im.staged_bits.assign(map.getStaged().begin(), map.getStaged().end());
+        apply_presence_more(id);
       },
       dipc::CallOptions{timeout_, std::nullopt});
+}
+
+// In steps (faults are served between them), then the prefetcher and the stage installer start.
+void Importer::apply_presence_more(uint64_t id) {
+  auto it = imports_.find(id);
+  if (it == imports_.end() || it->second->ended) return;
+  Import& im = *it->second;
+  constexpr uint64_t kPagesPerStep = 128 * 1024;  // ~1 ms
+  if (!im.table->apply_presence_step(im.present_bits, im.staged_bits, kPagesPerStep)) {
+    fault_port_.loop().post([this, id] { apply_presence_more(id); });
+    return;
+  }
+  im.present_bits = {};
+  im.staged_bits = {};
+  spdlog::info("{}: import {} of {}: {} pages with data at {}, {} of them staged here ({:.1f} ms after the start)",
+               fault_port_.name(), id, im.spec.label, im.table->present_pages(), im.spec.source, im.table->staged(),
+               ms(Clock::now() - im.started));
+  check_complete(im);
+  prefetch_more(im);
+  if (!im.ended && im.table->staged() > 0) fault_port_.loop().post([this, id] { install_staged_more(id); });
 }
 
 void Importer::on_readable(uint64_t id) {

@@ -86,6 +86,7 @@ class Importer {
   // OpenObject: the first answer (`done` set) starts serving; with `wait_for_presence` the
   // answer comes once the source knows which pages hold data, and that is applied.
   void open_object(uint64_t id, bool wait_for_presence, std::function<void(Result<uint64_t>)> done);
+  void apply_presence_more(uint64_t id);
   void on_readable(uint64_t id);
   void handle_fault(Import& im, uint64_t address);
   void fetch(Import& im, const PageRun& run, bool prefetch);

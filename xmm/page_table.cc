@@ -7,7 +7,7 @@ namespace {
 constexpr size_t kLookAhead = 4096;  // pages scanned after a fault before falling back
 }
 
-PageTable::PageTable(const std::vector<Range>& ranges) {
+PageTable::PageTable(const std::vector<Range>& ranges) : original_(ranges) {
   for (const auto& r : ranges) {
     Segment s{r.start, r.start, std::vector<PageState>((r.end - r.start) / kPage, PageState::kNeed), 0, 0};
     need_ += s.pages.size();
@@ -24,33 +24,58 @@ PageTable::PageTable(const std::vector<Range>& ranges, const std::vector<uint8_t
 }
 
 void PageTable::apply_presence(const std::vector<uint8_t>& present, const std::vector<uint8_t>& staged) {
-  auto bit_of = [](const std::vector<uint8_t>& v, size_t bit) { return bit / 8 < v.size() && ((v[bit / 8] >> (bit % 8)) & 1); };
-  // Bits run over the ranges in their original order, which is the segments' order as long as
-  // nothing was remapped (presence arrives within milliseconds of the start).
-  std::vector<Segment*> order;
-  for (auto& s : segments_) order.push_back(&s);
-  std::sort(order.begin(), order.end(), [](const Segment* a, const Segment* b) { return a->source < b->source; });
-  size_t bit = 0;
-  present_ = 0;
-  for (Segment* s : order) {
-    size_t n = s->pages.size();
-    for (size_t i = 0; i < n; ++i, ++bit) {
-      bool has = bit_of(present, bit);
-      present_ += has;
-      if (s->pages[i] != PageState::kNeed) continue;
+  while (!apply_presence_step(present, staged, ~0ull)) {
+  }
+}
+
+PageTable::Segment* PageTable::find_source(uint64_t source) {
+  for (auto& s : segments_)
+    if (source >= s.source && source < s.source + s.pages.size() * kPage) return &s;
+  return nullptr;
+}
+
+bool PageTable::apply_presence_step(const std::vector<uint8_t>& present, const std::vector<uint8_t>& staged,
+                                    uint64_t max_pages) {
+  if (presence_known_) return true;
+  auto bit_of = [](const std::vector<uint8_t>& v, uint64_t bit) { return bit / 8 < v.size() && ((v[bit / 8] >> (bit % 8)) & 1); };
+  uint64_t done = 0;
+  // Bits run over the ranges as given, page after page, in source addresses: a remap moves a
+  // segment's destination (and may split it), never a page's source.
+  while (presence_range_ < original_.size() && done < max_pages) {
+    const Range& r = original_[presence_range_];
+    uint64_t src = r.start + presence_offset_ * kPage;
+    if (src >= r.end) {
+      ++presence_range_;
+      presence_offset_ = 0;
+      continue;
+    }
+    Segment* seg = find_source(src);
+    if (!seg) {  // cannot happen (segments are never removed); skip the page
+      ++presence_offset_, ++presence_bit_, ++done;
+      continue;
+    }
+    uint64_t limit = std::min<uint64_t>(r.end, seg->source + seg->pages.size() * kPage);
+    for (size_t i = (src - seg->source) / kPage; seg->source + i * kPage < limit && done < max_pages;
+         ++i, ++done, ++presence_offset_, ++presence_bit_) {
+      bool has = bit_of(present, presence_bit_);
+      presence_count_ += has;
+      if (seg->pages[i] != PageState::kNeed) continue;
       if (!has) {
-        s->pages[i] = PageState::kZero;
+        seg->pages[i] = PageState::kZero;
         --need_;
-      } else if (bit_of(staged, bit)) {
-        s->pages[i] = PageState::kStaged;
+      } else if (bit_of(staged, presence_bit_)) {
+        seg->pages[i] = PageState::kStaged;
         --need_;
         ++staged_;
       }
     }
-    s->cursor = 0;
-    s->staged_cursor = 0;
+    seg->cursor = 0;
+    seg->staged_cursor = 0;
   }
+  if (presence_range_ < original_.size()) return false;
+  present_ = presence_count_;
   presence_known_ = true;
+  return true;
 }
 
 void PageTable::sort() {

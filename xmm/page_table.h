@@ -43,6 +43,10 @@ class PageTable {
   // likewise: of the present pages, those the stage holds. Pages still kNeed become kZero or
   // kStaged accordingly; pages asked for or installed meanwhile keep their state.
   void apply_presence(const std::vector<uint8_t>& present, const std::vector<uint8_t>& staged = {});
+  // The same in steps of at most `max_pages` pages (the caller's loop serves faults between
+  // them: for 8 GiB the whole takes ~20 ms); true once every page was seen. The bitmaps must
+  // be the same on every call.
+  bool apply_presence_step(const std::vector<uint8_t>& present, const std::vector<uint8_t>& staged, uint64_t max_pages);
   bool presence_known() const { return presence_known_; }
 
   // The page's state; nullopt outside every range (memory the process mapped later: zero).
@@ -86,6 +90,12 @@ class PageTable {
   std::vector<Segment> segments_;
   uint64_t need_ = 0, in_flight_ = 0, staged_ = 0, present_ = 0;
   bool presence_known_ = false;
+  // apply_presence_step's place: the ranges as given (the bits' order, in source addresses),
+  // and where it stopped.
+  std::vector<Range> original_;
+  size_t presence_range_ = 0;
+  uint64_t presence_offset_ = 0, presence_bit_ = 0, presence_count_ = 0;
+  Segment* find_source(uint64_t source);
 };
 
 }  // namespace ferry::xmm

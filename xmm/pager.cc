@@ -48,6 +48,7 @@ Pager::~Pager() {
 Result<std::unique_ptr<Pager>> Pager::start(dipc::Port& port, PagerOptions options) {
   options.bulk.fabric.max_message = kPagerMaxMessage;
   options.bulk.fabric.recv_buffers = 16;
+  options.bulk.fabric.completions_per_turn = 1;  // the fault port is polled between any two bulk messages
   auto bulk = dipc::Port::open(options.bulk, port.loop());
   if (!bulk) return bulk.error();
   std::unique_ptr<Pager> p(new Pager(port, std::move(bulk).value(), options.timeout));
@@ -83,15 +84,7 @@ void Pager::serve() {
     // at the destination: the page-table walk stays out of the freeze.
     uint64_t object = made.value().id, precopy_id = r.getPrecopyId();
     if (precopy) precopy_objects_[precopy_id] = object;
-    port_.loop().post([this, object, precopy_id] {
-      auto p = precopies_.find(precopy_id);
-      (void)exporter_.learn_presence(object, p == precopies_.end() ? nullptr : p->second.get());
-      auto held = held_opens_.find(object);
-      if (held == held_opens_.end()) return;
-      auto waiting = std::move(held->second);
-      held_opens_.erase(held);
-      for (auto& req : waiting) open_object(*req);
-    });
+    port_.loop().post([this, object, precopy_id] { learn_presence(object, precopy_id); });
     req.reply<wire::ExportReply>([&](wire::ExportReply::Builder b) {
       auto cap = b.initCapability();
       cap.setObjectId(made.value().id);
@@ -199,6 +192,22 @@ void Pager::serve() {
           });
     }
   });
+}
+
+// One slice of the page-table walk per turn of the loop, then the OpenObjects that waited.
+void Pager::learn_presence(uint64_t object, uint64_t precopy_id) {
+  constexpr uint64_t kPagesPerStep = 32 * 1024;  // ~1 ms
+  auto p = precopies_.find(precopy_id);
+  auto done = exporter_.learn_presence_step(object, p == precopies_.end() ? nullptr : p->second.get(), kPagesPerStep);
+  if (done && !done.value()) {
+    port_.loop().post([this, object, precopy_id] { learn_presence(object, precopy_id); });
+    return;
+  }
+  auto held = held_opens_.find(object);
+  if (held == held_opens_.end()) return;
+  auto waiting = std::move(held->second);
+  held_opens_.erase(held);
+  for (auto& req : waiting) open_object(*req);
 }
 
 void Pager::open_object(dipc::Request& req) {

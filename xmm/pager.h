@@ -56,6 +56,7 @@ class Pager {
   void serve_precopy();  // pager_precopy.cc
   void forget_idle_precopies();
   void open_object(dipc::Request& req);
+  void learn_presence(uint64_t object, uint64_t precopy_id);
   // A stage for an import (nullptr if unknown): the stage store lets go of it.
   std::shared_ptr<Stage> adopt_stage(uint64_t id, const std::string& label);
 

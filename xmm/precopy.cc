@@ -213,25 +213,37 @@ Status Precopy::finish() {
   return Status::Ok();
 }
 
-Status Precopy::settle() {
-  if (state_ != "finished" || settled_) return Status::Ok();
-  settled_ = true;
-  auto t0 = Clock::now();
-  auto last = tracker_->untracked_or_written();
-  if (!last) {
-    // Nothing staged can be trusted: every page comes from the source.
-    std::fill(staged_.begin(), staged_.end(), 0);
-    dirty_at_finish_ = staged_pages_;
-    staged_pages_ = 0;
-    return make_error(ErrorCode::kUnavailable, "precopy of " + spec_.label + ": " + last.error().message);
+Result<bool> Precopy::settle_step(uint64_t max_pages) {
+  if (state_ != "finished" || settled_) return true;
+  if (settle_range_ == 0 && settle_at_ == 0) {
+    settle_started_ = Clock::now();
+    settle_before_ = staged_pages_;
   }
-  uint64_t before = staged_pages_;
-  for (const auto& r : last.value()) mark(r.start, r.end, false);
-  dirty_at_finish_ = before - staged_pages_;
+  uint64_t done = 0;
+  while (settle_range_ < ranges_.size() && done < max_pages) {
+    const auto& r = ranges_[settle_range_];
+    uint64_t from = std::max(r.start, settle_at_), to = std::min(r.end, from + (max_pages - done) * kPage);
+    auto last = tracker_->untracked_or_written(from, to);
+    if (!last) {
+      // Nothing staged can be trusted: every page comes from the source.
+      std::fill(staged_.begin(), staged_.end(), 0);
+      dirty_at_finish_ = settle_before_;
+      staged_pages_ = 0;
+      settled_ = true;
+      return make_error(ErrorCode::kUnavailable, "precopy of " + spec_.label + ": " + last.error().message);
+    }
+    for (const auto& x : last.value()) mark(x.start, x.end, false);
+    done += (to - from) / kPage;
+    settle_at_ = to;
+    if (to >= r.end) ++settle_range_, settle_at_ = 0;
+  }
+  if (settle_range_ < ranges_.size()) return false;
+  settled_ = true;
+  dirty_at_finish_ = settle_before_ - staged_pages_;
   spdlog::info("{}: precopy {} of {} finished after {} rounds, {:.0f} ms: {} pages staged and clean, {} written since "
                "their copy (they follow lazily); last look {:.1f} ms", port_.name(), id_, spec_.label, rounds_sent_,
-               ms_since(started_), staged_pages_, dirty_at_finish_, ms_since(t0));
-  return Status::Ok();
+               ms_since(started_), staged_pages_, dirty_at_finish_, ms_since(settle_started_));
+  return true;
 }
 
 std::unique_ptr<DirtyTracker> Precopy::release_tracker() { return std::move(tracker_); }

@@ -65,8 +65,10 @@ class Precopy {
   Status finish();
   // After finish(), with the process still frozen (or a shell that frees only what its importer
   // acknowledged): the pages written since the last round, or no longer tracked, stop counting
-  // as staged. Called by the export's presence walk, off the migration's downtime.
-  Status settle();
+  // as staged. Called by the export's presence walk, off the migration's downtime, in steps of
+  // at most `max_pages` (the pager serves faults between them); true once done. An error leaves
+  // nothing staged.
+  Result<bool> settle_step(uint64_t max_pages);
   bool settled() const { return settled_; }
   // The write-tracking, for whoever ends it (unregistering walks the page tables: for a shell
   // about to die, better done by its death).
@@ -108,6 +110,9 @@ class Precopy {
   // The round being sent: what is left of its set, and replies outstanding.
   uint32_t round_ = 0, rounds_sent_ = 0;
   bool settled_ = false;
+  size_t settle_range_ = 0;
+  uint64_t settle_at_ = 0, settle_before_ = 0;
+  std::chrono::steady_clock::time_point settle_started_;
   std::vector<DirtyTracker::Range> todo_;
   size_t todo_at_ = 0;
   uint64_t todo_offset_ = 0;

@@ -79,3 +79,31 @@ TEST(PageTable, PresenceBitsFollowTheSourceOrderAcrossARemap) {
 
 }  // namespace
 }  // namespace ferry::xmm
+
+namespace ferry::xmm {
+namespace {
+
+TEST(PageTable, PresenceAppliedInStepsEqualsAllAtOnce) {
+  std::vector<PageTable::Range> ranges{{kBase, kBase + 10 * kPage}, {kBase + 20 * kPage, kBase + 27 * kPage}};
+  auto present = bits(17, {0, 2, 3, 9, 10, 11, 16});
+  auto staged = bits(17, {2, 11});
+  PageTable once(ranges, present, staged);
+  PageTable steps(ranges);
+  steps.set(kBase + 3 * kPage, 1, PageState::kInFlight);  // asked for before the map came
+  int calls = 0;
+  while (!steps.apply_presence_step(present, staged, 3)) ++calls;
+  EXPECT_GE(calls, 4);
+  EXPECT_TRUE(steps.presence_known());
+  EXPECT_EQ(steps.present_pages(), once.present_pages());
+  EXPECT_EQ(steps.staged(), once.staged());
+  for (uint64_t a = kBase; a < kBase + 27 * kPage; a += kPage) {
+    if (a == kBase + 3 * kPage) {
+      EXPECT_EQ(steps.state(a), PageState::kInFlight);
+      continue;
+    }
+    EXPECT_EQ(steps.state(a), once.state(a)) << (a - kBase) / kPage;
+  }
+}
+
+}  // namespace
+}  // namespace ferry::xmm
