@@ -2,6 +2,7 @@
 
 #include <liburing.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -225,7 +226,12 @@ void EventLoop::run() {
       last_work = now;
       continue;
     }
-    if (now - last_work < spin_) continue;
+    if (now - last_work < spin_) {
+      // Spinning, but cooperatively: on a node with few CPUs a spinning daemon must not keep
+      // a runnable one (an agent in a migration's freeze, the job itself) off the CPU.
+      sched_yield();
+      continue;
+    }
     auto limit = kForever;
     for (auto& p : progress_)
       if (p.sleep_limit) limit = std::min(limit, p.sleep_limit());
