@@ -82,14 +82,15 @@ Result<std::unique_ptr<Inbound>> open_frame(std::span<const std::byte> bytes, co
       return make_error(ErrorCode::kUnauthorized, "frame MAC does not match the cluster key");
   }
   auto in = std::make_unique<Inbound>();
-  in->words_.resize(h.body_len / sizeof(capnp::word));
-  std::memcpy(in->words_.data(), bytes.data() + kFrameHeaderBytes, h.body_len);
+  in->word_count_ = h.body_len / sizeof(capnp::word);
+  in->words_.reset(new capnp::word[in->word_count_]);
+  std::memcpy(in->words_.get(), bytes.data() + kFrameHeaderBytes, h.body_len);
   try {
     capnp::ReaderOptions options;
     // Validation reads the whole message once; handlers read it again: allow a few passes.
     options.traversalLimitInWords = 8 * kMaxFrameBytes / sizeof(capnp::word);
     options.nestingLimit = 32;
-    kj::ArrayPtr<const capnp::word> words(in->words_.data(), in->words_.size());
+    kj::ArrayPtr<const capnp::word> words(in->words_.get(), in->word_count_);
     in->reader_.emplace(words, options);
     auto root = in->reader_->getRoot<wire::Envelope>();
     root.totalSize();  // traverses every pointer: a malformed message throws here, not later

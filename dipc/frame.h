@@ -46,7 +46,8 @@ class Inbound {
 
  private:
   friend Result<std::unique_ptr<Inbound>> open_frame(std::span<const std::byte>, const ClusterKey*);
-  std::vector<capnp::word> words_;
+  std::unique_ptr<capnp::word[]> words_;  // not zeroed first: the frame's body is copied in
+  size_t word_count_ = 0;
   std::optional<capnp::FlatArrayMessageReader> reader_;
   wire::Envelope::Reader root_;
 };

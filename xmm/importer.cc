@@ -14,8 +14,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr uint64_t kPage = PageTable::kPage;
 constexpr uint32_t kMaxFaultWindow = 32;    // pages per fault request, at most
-constexpr uint32_t kPrefetchPages = 64;     // 256 KiB per bulk request
-constexpr int kPrefetchInFlight = 12;
+constexpr uint32_t kPrefetchPages = 128;    // 512 KiB per bulk request
+constexpr int kPrefetchInFlight = 8;
 constexpr int kMaxTimeoutsInARow = 4;        // then the source is lost
 constexpr size_t kMaxAcksPerRequest = 1024;  // acknowledgements piggybacked on one bulk request
 constexpr size_t kMaxAcksPerFault = 8;       // and on a fault's: it stays one small frame
