@@ -14,36 +14,13 @@
 #include <thread>
 
 #include "tests/cluster/cluster_harness.h"
+#include "tests/migrate/job_output.h"
 
 namespace ferry::testing {
 namespace {
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
-
-std::string program(const std::string& name) { return std::string(FERRY_PROGRAMS_DIR) + "/" + name; }
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// What a program prints when nobody moves it.
-std::string undisturbed(const std::vector<std::string>& argv, const fs::path& cwd) {
-  std::string cmd = "cd " + cwd.string() + " &&";
-  for (const auto& a : argv) cmd += " '" + a + "'";
-  cmd += " 2>&1";
-  std::string out;
-  if (FILE* p = popen(cmd.c_str(), "r")) {
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    pclose(p);
-  }
-  return out;
-}
 
 class Migrate : public ::testing::Test {
  protected:
