@@ -3,8 +3,9 @@
 //
 // How: a 1 GiB region moved by the pagers of a 2-node local cluster (pager_move.h) with prefetch
 // on while the process stays idle (no faults): bytes on the wire / time to the last page, and
-// the median 100 ms window, against raw 1 MiB replies with 4 in flight (the prefetcher's shape,
-// raw_fabric.h), the best of 3 transfers. Every byte is checked afterwards. Target: >= 0.8x raw.
+// the median 100 ms window, against raw 1 MiB replies with 4 in flight (as many bytes in flight as
+// the prefetcher, raw_fabric.h), the best of 3 transfers. Every byte is checked afterwards. Target:
+// >= 0.8x raw.
 //
 //   ferry-bench prefetch-throughput [MiB=1024]
 #include <fmt/format.h>
@@ -118,7 +119,8 @@ Register reg(
      {"256"},
      "A 1 GiB region moved by the pagers' prefetcher alone (prefetch on, the process idle): "
      "bytes on the wire over the time to the last page, against raw libfabric 1 MiB "
-     "replies with 4 in flight (the prefetcher's shape) carrying the same bytes, in the "
+     "replies with 4 in flight (4 MiB in flight, as the prefetcher keeps: 8 x 512 KiB) carrying "
+     "the same bytes, in the "
      "same run. Target: at least 0.8x raw.",
      "[MiB=1024]"});
 
