@@ -203,6 +203,7 @@ void Pager::learn_presence(uint64_t object, uint64_t precopy_id) {
     port_.loop().post([this, object, precopy_id] { learn_presence(object, precopy_id); });
     return;
   }
+  if (committed_precopies_.count(precopy_id)) precopy_committed(precopy_id);  // its last look is taken
   auto held = held_opens_.find(object);
   if (held == held_opens_.end()) return;
   auto waiting = std::move(held->second);

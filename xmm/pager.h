@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <memory>
+#include <set>
 
 #include "dipc/port.h"
 #include "xmm/exporter.h"
@@ -57,6 +58,7 @@ class Pager {
   void forget_idle_precopies();
   void open_object(dipc::Request& req);
   void learn_presence(uint64_t object, uint64_t precopy_id);
+  void precopy_committed(uint64_t precopy_id);  // the migration committed: forget it, keep its tracking with the shell
   // A stage for an import (nullptr if unknown): the stage store lets go of it.
   std::shared_ptr<Stage> adopt_stage(uint64_t id, const std::string& label);
 
@@ -67,6 +69,7 @@ class Pager {
   std::map<uint64_t, std::unique_ptr<Precopy>> precopies_;  // source side
   std::map<uint64_t, StageEntry> stages_;                   // destination side, until adopted
   std::map<uint64_t, uint64_t> precopy_objects_;            // precopy id -> the object exported after it
+  std::set<uint64_t> committed_precopies_;                  // committed while their export's walk goes on
   uint64_t next_precopy_ = 1, next_stage_ = 1;
   // OpenObject requests for objects whose presence is not learnt yet, answered once it is.
   std::map<uint64_t, std::vector<std::shared_ptr<dipc::Request>>> held_opens_;

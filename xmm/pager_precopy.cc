@@ -95,14 +95,17 @@ void Pager::serve_precopy() {
     auto it = precopies_.find(r.getPrecopyId());
     if (it != precopies_.end()) {
       if (r.getCommitted()) {
-        spdlog::info("{}: precopy {} of {} done: the migration committed", port_.name(), it->first, it->second->label());
-        // The shell's write-tracking ends with the shell: unregistering would walk its page
-        // tables while its pages are being served.
-        if (auto o = precopy_objects_.find(it->first); o != precopy_objects_.end())
-          exporter_.keep_until_done(o->second, std::shared_ptr<DirtyTracker>(it->second->release_tracker()));
-      } else {
-        it->second->cancel(r.getReason());
+        auto o = precopy_objects_.find(it->first);
+        if (o != precopy_objects_.end() && !exporter_.presence_ready(o->second)) {
+          // The export's presence walk still needs its last look (a large job commits before
+          // the walk is through): forgotten once the walk is done (learn_presence).
+          committed_precopies_.insert(it->first);
+          return req.reply<dipc::wire::Empty>([](dipc::wire::Empty::Builder) {});
+        }
+        precopy_committed(it->first);
+        return req.reply<dipc::wire::Empty>([](dipc::wire::Empty::Builder) {});
       }
+      it->second->cancel(r.getReason());
       precopy_objects_.erase(it->first);
       precopies_.erase(it);
     }
@@ -169,6 +172,19 @@ void Pager::serve_precopy() {
   port_.serve<wire::DropStage>(drop);
 }
 
+void Pager::precopy_committed(uint64_t precopy_id) {
+  committed_precopies_.erase(precopy_id);
+  auto it = precopies_.find(precopy_id);
+  if (it == precopies_.end()) return;
+  spdlog::info("{}: precopy {} of {} done: the migration committed", port_.name(), it->first, it->second->label());
+  // The shell's write-tracking ends with the shell: unregistering would walk its page tables
+  // while its pages are being served.
+  if (auto o = precopy_objects_.find(it->first); o != precopy_objects_.end())
+    exporter_.keep_until_done(o->second, std::shared_ptr<DirtyTracker>(it->second->release_tracker()));
+  precopy_objects_.erase(it->first);
+  precopies_.erase(it);
+}
+
 std::shared_ptr<Stage> Pager::adopt_stage(uint64_t id, const std::string& label) {
   auto it = stages_.find(id);
   if (it == stages_.end()) return nullptr;
@@ -190,7 +206,8 @@ void Pager::forget_idle_precopies() {
     }
   }
   for (auto it = precopies_.begin(); it != precopies_.end();) {
-    if (now - it->second->last_change() > kIdleLimit && it->second->state() != "copying") {
+    if (now - it->second->last_change() > kIdleLimit && it->second->state() != "copying" &&
+        !committed_precopies_.count(it->first)) {
       it->second->cancel("nobody asked for it for a minute");
       precopy_objects_.erase(it->first);
       it = precopies_.erase(it);
