@@ -5,7 +5,8 @@
 // - export_process() takes a handed-over process (pm::FrozenProcess::hand_over) under ptrace,
 //   with PTRACE_O_EXITKILL: if this pager dies, its shells die with it and importers fail
 //   cleanly instead of waiting. It answers at once; learn_presence_step() then walks the page tables
-//   (PAGEMAP_SCAN) to know which pages carry data, off the migration's freeze. The others are
+//   (PAGEMAP_SCAN) to know which pages carry data, off the migration's freeze (the pager
+//   calls it after the commit). The others are
 //   reported as zero and never sent. Until it has, describe() gives the ranges only
 //   (presenceKnown false) and fetch() reads the pagemap entries of the pages asked for.
 // - Every request must carry the object's id and its token (the capability); anything else is

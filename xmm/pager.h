@@ -57,6 +57,8 @@ class Pager {
   void serve_precopy();  // pager_precopy.cc
   void forget_idle_precopies();
   void open_object(dipc::Request& req);
+  // The presence walk of an export not yet walked (pending_walks_) begins; see ExportMemory.
+  void start_walk(uint64_t object);
   void learn_presence(uint64_t object, uint64_t precopy_id);
   void precopy_committed(uint64_t precopy_id);  // the migration committed: forget it, keep its tracking with the shell
   // A stage for an import (nullptr if unknown): the stage store lets go of it.
@@ -73,6 +75,7 @@ class Pager {
   uint64_t next_precopy_ = 1, next_stage_ = 1;
   // OpenObject requests for objects whose presence is not learnt yet, answered once it is.
   std::map<uint64_t, std::vector<std::shared_ptr<dipc::Request>>> held_opens_;
+  std::map<uint64_t, uint64_t> pending_walks_;  // object -> its precopy id (0: none), walk not begun
   dipc::EventLoop::TimerId free_timer_ = 0, idle_timer_ = 0;
 };
 
