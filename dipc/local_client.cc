@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <memory>
 
 namespace ferry::dipc {
 
@@ -48,7 +49,9 @@ Result<std::unique_ptr<Inbound>> LocalClient::call_raw(uint64_t type, const std:
   if (Status s = seal_frame(message, nullptr, frame); !s) return s.error();
   if (Status s = send_bytes(frame); !s) return s.error();
 
-  std::vector<std::byte> buf(kMaxFrameBytes);
+  // Not zeroed: a first touch costs ~12 us a page on this VM, 6 ms for 2 MiB, and the agent
+  // calls the pager this way while a job is frozen. recv() writes what arrives.
+  auto buf = std::make_unique_for_overwrite<std::byte[]>(kMaxFrameBytes);
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
@@ -58,11 +61,11 @@ Result<std::unique_ptr<Inbound>> LocalClient::call_raw(uint64_t type, const std:
     if (rc <= 0)
       return make_error(ErrorCode::kTimeout, "request " + std::to_string(id) + " (" + type_name + ") to the daemon at " +
                                                  path_ + " timed out after " + std::to_string(timeout.count()) + " ms");
-    ssize_t n = ::recv(fd_, buf.data(), buf.size(), 0);
+    ssize_t n = ::recv(fd_, buf.get(), kMaxFrameBytes, 0);
     if (n <= 0)
       return make_error(ErrorCode::kUnreachable, "the daemon at " + path_ + " closed the connection before answering " +
                                                      type_name);
-    auto in = open_frame(std::span<const std::byte>(buf.data(), size_t(n)), nullptr);
+    auto in = open_frame(std::span<const std::byte>(buf.get(), size_t(n)), nullptr);
     if (!in) return in.error();
     auto reply = in.value()->envelope();
     if (reply.getRequestId() != id) continue;  // an answer to an earlier request we gave up on

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <memory>
 #include <sstream>
 
 #include "pm/capture_checks.h"
@@ -290,7 +291,7 @@ Status FrozenProcess::read_pages(wire::ProcessImage::Reader image,
                                  const std::function<Status(uint64_t, std::span<const std::byte>)>& sink,
                                  size_t chunk, const std::function<bool(wire::Vma::Reader)>& only) {
   const size_t page = image.getPageSize();
-  std::vector<std::byte> buf(chunk);
+  auto buf = std::make_unique_for_overwrite<std::byte[]>(chunk);  // not zeroed: only what is read is touched
   for (auto v : image.getVmas()) {
     if (only && !only(v)) continue;
     auto bits = v.getPresent();
@@ -302,7 +303,7 @@ Status FrozenProcess::read_pages(wire::ProcessImage::Reader image,
       while (run < pages && (run - p + 1) * page <= chunk && ((bits[run / 8] >> (run % 8)) & 1)) ++run;
       if (run == p) break;
       uint64_t at = v.getStart() + p * page;
-      std::span<std::byte> out(buf.data(), (run - p) * page);
+      std::span<std::byte> out(buf.get(), (run - p) * page);
       if (Status s = tracee_->read_memory(at, out); !s) return s;
       if (Status s = sink(at, out); !s) return s;
       p = run;

@@ -15,6 +15,7 @@
 
 #include "dipc/unique_fd.h"
 #include "pm/pagemap.h"
+#include "xmm/lazy_zero.h"
 
 namespace ferry::xmm {
 namespace {
@@ -23,6 +24,7 @@ constexpr uint32_t kMaxFetchPages = 256;  // 1 MiB per reply
 }  // namespace
 
 struct Exporter::Object {
+  using Bits = LazyZeroVector<uint8_t>;  // made while the job is frozen: zeroed lazily
   uint64_t id;
   Token token;
   std::string label;
@@ -31,7 +33,7 @@ struct Exporter::Object {
   UniqueFd mem;
   std::vector<Range> ranges;
   std::vector<uint64_t> first_page;  // index of each range's first page
-  std::vector<uint8_t> present;      // bit per page
+  Bits present;                      // bit per page
   std::vector<uint8_t> staged;       // bit per page: a precopy's stage holds it (empty: none)
   UniqueFd pagemap;
   bool presence_ready = false;       // `present` is known (learn_presence_step); until then each
@@ -41,8 +43,8 @@ struct Exporter::Object {
   std::chrono::steady_clock::time_point scan_started;
   bool precopy = false;
   std::shared_ptr<void> keep;        // released once the shell is dead (keep_until_done)
-  std::vector<uint8_t> sent;         // bit per page
-  std::vector<uint8_t> acked;        // bit per page: the importer has it
+  Bits sent;                         // bit per page
+  Bits acked;                        // bit per page: the importer has it
   std::vector<Range> to_free;        // acknowledged, not yet freed in the shell
   uint64_t present_pages = 0, staged_pages = 0, total_pages = 0, sent_pages = 0, acked_pages = 0, freed_pages = 0, bytes_sent = 0;
   bool done = false;
@@ -57,8 +59,8 @@ struct Exporter::Object {
         return int64_t(first_page[i] + (address - ranges[i].start) / kPage);
     return -1;
   }
-  static bool bit(const std::vector<uint8_t>& v, uint64_t i) { return (v[i / 8] >> (i % 8)) & 1; }
-  static void set_bit(std::vector<uint8_t>& v, uint64_t i) { v[i / 8] |= uint8_t(1u << (i % 8)); }
+  static bool bit(const Bits& v, uint64_t i) { return (v[i / 8] >> (i % 8)) & 1; }
+  static void set_bit(Bits& v, uint64_t i) { v[i / 8] |= uint8_t(1u << (i % 8)); }
 };
 
 Exporter::Exporter(std::string pager_name) : pager_(std::move(pager_name)) {}
@@ -99,9 +101,9 @@ Result<ExportedObject> Exporter::export_process(pid_t pid, const std::vector<Ran
     o->first_page.push_back(o->total_pages);
     o->total_pages += (r.end - r.start) / kPage;
   }
-  o->present.assign((o->total_pages + 7) / 8, 0);
-  o->sent.assign(o->present.size(), 0);
-  o->acked.assign(o->present.size(), 0);
+  o->present = Object::Bits((o->total_pages + 7) / 8);
+  o->sent = Object::Bits(o->present.size());
+  o->acked = Object::Bits(o->present.size());
   o->precopy = precopy != nullptr;
   ExportedObject out{o->id, o->token, 0, o->total_pages, 0};
   spdlog::info("{}: {} exported as object {} ({} pages; {} pid {}); which hold data is found next", pager_, label, o->id,

@@ -9,7 +9,7 @@ constexpr size_t kLookAhead = 4096;  // pages scanned after a fault before falli
 
 PageTable::PageTable(const std::vector<Range>& ranges) : original_(ranges) {
   for (const auto& r : ranges) {
-    Segment s{r.start, r.start, std::vector<PageState>((r.end - r.start) / kPage, PageState::kNeed), 0, 0};
+    Segment s{r.start, r.start, LazyZeroVector<PageState>((r.end - r.start) / kPage), 0, 0};  // every page kNeed
     need_ += s.pages.size();
     segments_.push_back(std::move(s));
   }
@@ -141,7 +141,7 @@ void PageTable::split_at(uint64_t a) {
   Segment* s = find(a);
   if (!s || s->start == a) return;
   size_t i = (a - s->start) / kPage;
-  Segment tail{a, s->source + i * kPage, std::vector<PageState>(s->pages.begin() + long(i), s->pages.end()), 0, 0};
+  Segment tail{a, s->source + i * kPage, LazyZeroVector<PageState>(s->pages.begin() + long(i), s->pages.end()), 0, 0};
   s->pages.resize(i);
   s->cursor = std::min(s->cursor, i);
   s->staged_cursor = std::min(s->staged_cursor, i);

@@ -15,9 +15,11 @@
 #include <optional>
 #include <vector>
 
+#include "xmm/lazy_zero.h"
+
 namespace ferry::xmm {
 
-enum class PageState : uint8_t { kNeed, kZero, kInFlight, kHere, kStaged };
+enum class PageState : uint8_t { kNeed = 0, kZero, kInFlight, kHere, kStaged };  // kNeed: zero bytes (LazyZeroVector)
 
 struct PageRun {
   uint64_t address = 0;  // destination address of the first page
@@ -76,7 +78,7 @@ class PageTable {
   struct Segment {
     uint64_t start;   // destination address
     uint64_t source;  // address in the memory object
-    std::vector<PageState> pages;
+    LazyZeroVector<PageState> pages;  // made at its size, all kNeed, touched as pages change
     size_t cursor = 0;         // no kNeed page below this index
     size_t staged_cursor = 0;  // no kStaged page below this index
     uint64_t end() const { return start + pages.size() * kPage; }
