@@ -167,7 +167,7 @@ void Importer::apply_presence_more(uint64_t id) {
   auto it = imports_.find(id);
   if (it == imports_.end() || it->second->ended) return;
   Import& im = *it->second;
-  constexpr uint64_t kPagesPerStep = 128 * 1024;  // ~1 ms
+  constexpr uint64_t kPagesPerStep = 32 * 1024;  // ~0.25 ms
   if (!im.table->apply_presence_step(im.present_bits, im.staged_bits, kPagesPerStep)) {
     fault_port_.loop().post([this, id] { apply_presence_more(id); });
     return;

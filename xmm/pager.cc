@@ -212,7 +212,7 @@ void Pager::start_walk(uint64_t object) {
 
 // One slice of the page-table walk per turn of the loop, then the OpenObjects that waited.
 void Pager::learn_presence(uint64_t object, uint64_t precopy_id) {
-  constexpr uint64_t kPagesPerStep = 32 * 1024;  // ~1 ms
+  constexpr uint64_t kPagesPerStep = 8 * 1024;  // ~0.2 ms
   auto p = precopies_.find(precopy_id);
   auto done = exporter_.learn_presence_step(object, p == precopies_.end() ? nullptr : p->second.get(), kPagesPerStep);
   if (done && !done.value()) {
