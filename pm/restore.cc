@@ -406,7 +406,12 @@ Status restore_cpu(Tracee& t, wire::ProcessImage::Reader image) {
   // clock_nanosleep) the kernel's restart block stayed behind on the source, so the original
   // call is re-issued rather than restart_syscall: a relative sleep starts over.
   long rax = long(regs.rax), orig = long(regs.orig_rax);
-  if (orig >= 0 && (rax == -512 || rax == -513 || rax == -514 || rax == -516)) {
+  if (orig == SYS_restart_syscall && rax == -516) {
+    // Inside restart_syscall (the process was stopped and continued before, by someone else
+    // than Ferry, whose detach re-issues the call): which call it continues stayed in the
+    // source kernel's restart block. It returns EINTR, as restart_syscall would here.
+    regs.rax = uint64_t(-EINTR);
+  } else if (orig >= 0 && (rax == -512 || rax == -513 || rax == -514 || rax == -516)) {
     regs.rax = regs.orig_rax;
     regs.rip -= 2;
   }

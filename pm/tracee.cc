@@ -221,6 +221,17 @@ Result<long> Tracee::syscall(long number, uint64_t a1, uint64_t a2, uint64_t a3,
 
 Status Tracee::detach() {
   if (!attached_) return Status::Ok();
+  // Stopped in a call the kernel would continue with restart_syscall (-516): issue the call
+  // itself again (its arguments are still in the registers), as a restore does. Else a later
+  // freeze finds it in restart_syscall, whose restart block does not move, and the migrated
+  // process would see EINTR from a sleep it never had a signal in.
+  if (auto r = regs(); r && long(r.value().orig_rax) >= 0 && long(r.value().rax) == -516) {
+    user_regs_struct again = r.value();
+    again.rax = again.orig_rax;
+    again.rip -= 2;
+    again.orig_rax = uint64_t(-1);
+    (void)set_regs(again);
+  }
   attached_ = false;
   if (::ptrace(PTRACE_DETACH, pid_, nullptr, nullptr) != 0) return sys_error(pid_, "PTRACE_DETACH", errno);
   return Status::Ok();

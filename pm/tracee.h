@@ -4,7 +4,10 @@
 //
 // A Tracee owns its attachment: destroying it detaches and the process continues where it
 // stopped (a syscall it was blocked in restarts as the kernel would restart it), unless
-// kill() or release() was called. No early return can leave a process stopped.
+// kill() or release() was called. No early return can leave a process stopped. One exception
+// to "as the kernel would": a call stopped with ERESTART_RESTARTBLOCK (a relative sleep) is
+// issued again from the start, not continued by restart_syscall, because a later freeze of a
+// process inside restart_syscall cannot tell which call it continues (docs/CAPTURE-RESTORE.md).
 // Not thread-safe; ptrace requires all calls from the thread that attached.
 #pragma once
 

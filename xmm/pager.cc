@@ -61,6 +61,8 @@ Result<std::unique_ptr<Pager>> Pager::start(dipc::Port& port, PagerOptions optio
                                      "source pager: its reply to a page fault leaves");
   p->bulk_->fault_point<wire::FetchPages>("prefetch", dipc::FaultSite::kReplyOut,
                                           "source pager: its reply to a prefetch request leaves");
+  port.faults().declare({"presence-walk", dipc::FaultSite::kLocal, 0,
+                         "source pager: about to walk an export's page tables (delay: its map comes that much later)", ""});
   p->serve();
   return p;
 }
@@ -207,7 +209,13 @@ void Pager::start_walk(uint64_t object) {
   if (it == pending_walks_.end()) return;
   uint64_t precopy_id = it->second;
   pending_walks_.erase(it);
-  port_.loop().post([this, object, precopy_id] { learn_presence(object, precopy_id); });
+  auto walk = [this, object, precopy_id] { learn_presence(object, precopy_id); };
+  auto f = port_.faults().take("presence-walk");
+  if (f && f->action == dipc::FaultAction::kCrash) dipc::FaultPlan::crash(port_.name(), "presence-walk");
+  if (f && f->action == dipc::FaultAction::kDelay)
+    port_.loop().after(std::chrono::duration_cast<std::chrono::milliseconds>(f->delay), walk);
+  else
+    port_.loop().post(walk);
 }
 
 // One slice of the page-table walk per turn of the loop, then the OpenObjects that waited.
