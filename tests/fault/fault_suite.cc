@@ -157,10 +157,20 @@ class Suite {
 
 std::string info_node(TestCluster& c, uint64_t gpid) { return Suite::info(c, gpid).value("node", ""); }
 
-// Heals whatever a trial broke, so the next one starts on a whole cluster.
-void restart_if_needed(TestCluster& c, const std::vector<std::string>& nodes) {
-  for (const auto& n : nodes) c.run({"cluster", "restart", n});
+// Heals whatever a trial broke, so the next one starts on a whole cluster. A node that does not
+// come back fails the trial that broke it ("" when all is well), not every trial after it.
+std::string restart_if_needed(TestCluster& c, const std::vector<std::string>& nodes) {
+  std::string failed;
+  for (const auto& n : nodes)
+    if (auto r = c.run({"cluster", "restart", n}); r.status != 0) failed += "node " + n + " did not restart: " + r.err;
   for (const auto& n : {"n1", "n2", "n3"}) c.run({"fault", "clear", n});
+  return failed;
+}
+
+// `o`, or a failure if healing the cluster after the trial failed.
+Outcome healed(Outcome o, const std::string& restart_error) {
+  if (restart_error.empty() || o.kind == Outcome::kFailed) return o;
+  return {Outcome::kFailed, restart_error};
 }
 
 using Scenario = std::function<Outcome(Suite&)>;
@@ -185,8 +195,7 @@ Outcome message_fault(Suite& s, const std::string& action) {
   signaller.join();
   Outcome o = s.judge(c, j, false);
   if (o.kind == Outcome::kFailed) o.detail = point + " " + action + ": " + o.detail + " (migrate said: " + m.err + m.out + ")";
-  restart_if_needed(c, {});
-  return o;
+  return healed(o, restart_if_needed(c, {}));
 }
 
 // A daemon crashes at a random point; it is restarted afterwards (as an operator would).
@@ -201,10 +210,10 @@ Outcome crash_at_point(Suite& s) {
   std::this_thread::sleep_for(std::chrono::milliseconds(s.random(0, 300)));
   auto m = c.run({"migrate", std::to_string(j.gpid), "--to", "n2"});
   std::this_thread::sleep_for(300ms);
-  restart_if_needed(c, {node});
+  std::string restart_error = restart_if_needed(c, {node});
   Outcome o = s.judge(c, j, true);
   if (o.kind != Outcome::kSurvived) o.detail = "crash at " + point + ": " + o.detail;
-  return o;
+  return healed(o, restart_error.empty() ? "" : "crash at " + point + ": " + restart_error);
 }
 
 // The destination is killed at a random moment: continued on the source, or lost with it.
@@ -222,8 +231,7 @@ Outcome destination_killed(Suite& s) {
   Outcome o = s.judge(c, j, true);
   if (o.kind == Outcome::kLost && o.detail.find("node n2 died") == std::string::npos)
     o = {Outcome::kFailed, "lost for another reason: " + o.detail};
-  restart_if_needed(c, {"n2"});
-  return o;
+  return healed(o, restart_if_needed(c, {"n2"}));
 }
 
 // The destination's link is cut before the offer: the job goes on at the source, no gap.
@@ -251,10 +259,10 @@ Outcome source_killed_after_commit(Suite& s) {
   std::this_thread::sleep_for(std::chrono::milliseconds(s.random(0, 50)));
   c.run({"cluster", "kill", "n1"});
   Outcome o = s.judge(c, j, true, 30s);
-  restart_if_needed(c, {"n1"});
+  std::string restart_error = restart_if_needed(c, {"n1"});
   if (o.kind == Outcome::kLost && o.detail.find("never arrived") == std::string::npos)
     return {Outcome::kFailed, "lost without the count of missing pages: " + o.detail};
-  return o;
+  return healed(o, restart_error);
 }
 
 // The master is killed and restarted: jobs run on, migrations are refused meanwhile, exits
