@@ -22,6 +22,10 @@ constexpr uint64_t UFFD_FEATURE_WP_ASYNC = 1u << 15;
 
 constexpr uint64_t kPage = 4096;
 
+// Written, or in a VMA without asynchronous write-protection (kWpAllowed inverted).
+constexpr pm::pagemap::Query kUntrackedOrWritten{.any_of = pm::pagemap::kWritten | pm::pagemap::kWpAllowed,
+                                                 .inverted = pm::pagemap::kWpAllowed};
+
 }  // namespace
 
 Result<std::unique_ptr<DirtyTracker>> DirtyTracker::start(pid_t pid, UniqueFd uffd, std::vector<Range> ranges) {
@@ -59,13 +63,17 @@ DirtyTracker::~DirtyTracker() {
   }
 }
 
+Status DirtyTracker::scan(uint64_t start, uint64_t end, const pm::pagemap::Query& q, std::vector<Range>& out) {
+  auto found = pm::pagemap::scan(pagemap_.get(), start, end, q);
+  if (!found) return make_error(ErrorCode::kUnavailable, "pid " + std::to_string(pid_) + ": " + found.error().message);
+  for (const auto& f : found.value()) out.push_back({f.start, f.end});
+  return Status::Ok();
+}
+
 Result<std::vector<DirtyTracker::Range>> DirtyTracker::scan(const pm::pagemap::Query& q) {
   std::vector<Range> out;
-  for (const auto& r : ranges_) {
-    auto found = pm::pagemap::scan(pagemap_.get(), r.start, r.end, q);
-    if (!found) return make_error(ErrorCode::kUnavailable, "pid " + std::to_string(pid_) + ": " + found.error().message);
-    for (const auto& f : found.value()) out.push_back({f.start, f.end});
-  }
+  for (const auto& r : ranges_)
+    if (Status s = scan(r.start, r.end, q, out); !s) return s.error();
   return out;
 }
 
@@ -80,17 +88,11 @@ Result<std::vector<DirtyTracker::Range>> DirtyTracker::take_written() {
 }
 
 Result<std::vector<DirtyTracker::Range>> DirtyTracker::untracked_or_written(uint64_t start, uint64_t end) {
-  auto found = pm::pagemap::scan(pagemap_.get(), start, end,
-                                 {.any_of = pm::pagemap::kWritten | pm::pagemap::kWpAllowed, .inverted = pm::pagemap::kWpAllowed});
-  if (!found) return make_error(ErrorCode::kUnavailable, "pid " + std::to_string(pid_) + ": " + found.error().message);
   std::vector<Range> out;
-  for (const auto& f : found.value()) out.push_back({f.start, f.end});
+  if (Status s = scan(start, end, kUntrackedOrWritten, out); !s) return s.error();
   return out;
 }
 
-Result<std::vector<DirtyTracker::Range>> DirtyTracker::untracked_or_written() {
-  // Written, or in a VMA without asynchronous write-protection (kWpAllowed inverted).
-  return scan({.any_of = pm::pagemap::kWritten | pm::pagemap::kWpAllowed, .inverted = pm::pagemap::kWpAllowed});
-}
+Result<std::vector<DirtyTracker::Range>> DirtyTracker::untracked_or_written() { return scan(kUntrackedOrWritten); }
 
 }  // namespace ferry::xmm

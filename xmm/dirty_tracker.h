@@ -56,7 +56,8 @@ class DirtyTracker {
   DirtyTracker(pid_t pid, UniqueFd uffd, UniqueFd pagemap, std::vector<Range> ranges)
       : pid_(pid), uffd_(std::move(uffd)), pagemap_(std::move(pagemap)), ranges_(std::move(ranges)) {}
   // PAGEMAP_SCAN over every range: the pages that match, in address order.
-  Result<std::vector<Range>> scan(const pm::pagemap::Query& q);
+  Result<std::vector<Range>> scan(const pm::pagemap::Query& q);  // over every tracked range
+  Status scan(uint64_t start, uint64_t end, const pm::pagemap::Query& q, std::vector<Range>& out);
 
   pid_t pid_;
   UniqueFd uffd_, pagemap_;

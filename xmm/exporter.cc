@@ -16,6 +16,7 @@
 #include "dipc/unique_fd.h"
 #include "pm/pagemap.h"
 #include "xmm/lazy_zero.h"
+#include "xmm/range_walk.h"
 
 namespace ferry::xmm {
 namespace {
@@ -38,8 +39,7 @@ struct Exporter::Object {
   UniqueFd pagemap;
   bool presence_ready = false;       // `present` is known (learn_presence_step); until then each
                                      // fetch reads the pagemap entries of its own pages
-  size_t scan_range = 0;             // where the presence walk is
-  uint64_t scan_at = 0;
+  RangeWalk scan;                    // where the presence walk is
   std::chrono::steady_clock::time_point scan_started;
   bool precopy = false;
   std::shared_ptr<void> keep;        // released once the shell is dead (keep_until_done)
@@ -117,24 +117,21 @@ Result<bool> Exporter::learn_presence_step(uint64_t id, Precopy* precopy, uint64
   if (it == objects_.end() || it->second->done) return make_error(ErrorCode::kNotFound, "object " + std::to_string(id) + " is gone");
   Object& o = *it->second;
   if (o.presence_ready) return true;
-  if (o.scan_range == 0 && o.scan_at == 0) o.scan_started = std::chrono::steady_clock::now();
+  if (!o.scan.started()) o.scan_started = std::chrono::steady_clock::now();
   // The page tables, a slice at a time (~25 ns a page here: 8 GiB would hold the loop 50 ms).
-  uint64_t done = 0;
-  while (o.scan_range < o.ranges.size() && done < max_pages) {
-    const Range& r = o.ranges[o.scan_range];
-    uint64_t from = std::max(r.start, o.scan_at), to = std::min(r.end, from + (max_pages - done) * kPage);
-    auto with_data = pm::pagemap::pages_with_content(o.pagemap.get(), from, to, /*anonymous=*/true);
+  for (uint64_t done = 0; !o.scan.done(o.ranges) && done < max_pages;) {
+    auto slice = o.scan.next(o.ranges, max_pages - done);
+    auto with_data = pm::pagemap::pages_with_content(o.pagemap.get(), slice.from, slice.to, /*anonymous=*/true);
     if (!with_data) {
       finish(o, "its pages cannot be told apart: " + with_data.error().message);
       return with_data.error();
     }
+    const Range& r = o.ranges[slice.range];
     for (const auto& x : with_data.value())
-      pm::pagemap::set_bits(o.present.data(), o.first_page[o.scan_range] + (x.start - r.start) / kPage, (x.end - x.start) / kPage);
-    done += (to - from) / kPage;
-    o.scan_at = to;
-    if (to >= r.end) ++o.scan_range, o.scan_at = 0;
+      pm::pagemap::set_bits(o.present.data(), o.first_page[slice.range] + (x.start - r.start) / kPage, (x.end - x.start) / kPage);
+    done += slice.pages();
   }
-  if (o.scan_range < o.ranges.size()) return false;
+  if (!o.scan.done(o.ranges)) return false;
   if (o.precopy && precopy) {
     auto settled = precopy->settle_step(max_pages);
     if (settled && !settled.value()) return false;  // more of the precopy's last look next time

@@ -215,15 +215,13 @@ Status Precopy::finish() {
 
 Result<bool> Precopy::settle_step(uint64_t max_pages) {
   if (state_ != "finished" || settled_) return true;
-  if (settle_range_ == 0 && settle_at_ == 0) {
+  if (!settle_walk_.started()) {
     settle_started_ = Clock::now();
     settle_before_ = staged_pages_;
   }
-  uint64_t done = 0;
-  while (settle_range_ < ranges_.size() && done < max_pages) {
-    const auto& r = ranges_[settle_range_];
-    uint64_t from = std::max(r.start, settle_at_), to = std::min(r.end, from + (max_pages - done) * kPage);
-    auto last = tracker_->untracked_or_written(from, to);
+  for (uint64_t done = 0; !settle_walk_.done(ranges_) && done < max_pages;) {
+    auto slice = settle_walk_.next(ranges_, max_pages - done);
+    auto last = tracker_->untracked_or_written(slice.from, slice.to);
     if (!last) {
       // Nothing staged can be trusted: every page comes from the source.
       std::fill(staged_.begin(), staged_.end(), 0);
@@ -233,11 +231,9 @@ Result<bool> Precopy::settle_step(uint64_t max_pages) {
       return make_error(ErrorCode::kUnavailable, "precopy of " + spec_.label + ": " + last.error().message);
     }
     for (const auto& x : last.value()) mark(x.start, x.end, false);
-    done += (to - from) / kPage;
-    settle_at_ = to;
-    if (to >= r.end) ++settle_range_, settle_at_ = 0;
+    done += slice.pages();
   }
-  if (settle_range_ < ranges_.size()) return false;
+  if (!settle_walk_.done(ranges_)) return false;
   settled_ = true;
   dirty_at_finish_ = settle_before_ - staged_pages_;
   spdlog::info("{}: precopy {} of {} finished after {} rounds, {:.0f} ms: {} pages staged and clean, {} written since "

@@ -33,6 +33,7 @@
 #include "dipc/port.h"
 #include "dipc/unique_fd.h"
 #include "xmm/dirty_tracker.h"
+#include "xmm/range_walk.h"
 #include "xmm/xmm.capnp.h"
 
 namespace ferry::xmm {
@@ -110,8 +111,8 @@ class Precopy {
   // The round being sent: what is left of its set, and replies outstanding.
   uint32_t round_ = 0, rounds_sent_ = 0;
   bool settled_ = false;
-  size_t settle_range_ = 0;
-  uint64_t settle_at_ = 0, settle_before_ = 0;
+  RangeWalk settle_walk_;  // where the last look is
+  uint64_t settle_before_ = 0;
   std::chrono::steady_clock::time_point settle_started_;
   std::vector<DirtyTracker::Range> todo_;
   size_t todo_at_ = 0;
