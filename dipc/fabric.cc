@@ -69,6 +69,7 @@ struct FabricEndpoint::SendOp {
   std::vector<std::byte> bytes;
   Clock::time_point deadline;
   SendDone done;
+  uint64_t generation = 0;  // of its peer's provider entry when it was posted
 };
 
 FabricEndpoint::FabricEndpoint(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -176,8 +177,25 @@ Result<FabricEndpoint::PeerId> FabricEndpoint::peer(const std::string& address) 
   int n = fi_av_insert(impl_->av, address.data(), 1, &fa, 0, nullptr);
   if (n != 1)
     return make_error(ErrorCode::kInvalid, "fabric address " + describe(address) + " was refused by the provider");
-  peers_.emplace(address, fa);
-  return PeerId(fa);
+  PeerId id = peer_table_.size();
+  peer_table_.push_back(Peer{address, uint64_t(fa)});
+  peers_.emplace(address, id);
+  return id;
+}
+
+void FabricEndpoint::reconnect(PeerId id) {
+  Peer& p = peer_table_[id];
+  ++p.generation;
+  fi_addr_t old = p.fi_addr;
+  fi_av_remove(impl_->av, &old, 1, 0);  // rxm keeps what the sends in flight still use
+  fi_addr_t fa = FI_ADDR_NOTAVAIL;
+  if (fi_av_insert(impl_->av, p.address.data(), 1, &fa, 0, nullptr) != 1) {
+    p.renew = true;  // tried again at the next send
+    return;
+  }
+  p.fi_addr = uint64_t(fa);
+  p.renew = false;
+  p.stuck_since = {};
 }
 
 Result<FabricEndpoint::PeerId> FabricEndpoint::peer_by_text(const std::string& host_port) {
@@ -197,19 +215,12 @@ Result<FabricEndpoint::PeerId> FabricEndpoint::peer_by_text(const std::string& h
   return peer(bytes);
 }
 
-void FabricEndpoint::forget_peer(PeerId peer) {
-  for (auto it = peers_.begin(); it != peers_.end(); ++it) {
-    if (it->second == peer) {
-      fi_addr_t fa = peer;
-      fi_av_remove(impl_->av, &fa, 1, 0);
-      peers_.erase(it);
-      return;
-    }
-  }
-}
-
 void FabricEndpoint::send(PeerId peer, std::vector<std::byte> bytes, Clock::time_point deadline,
                           SendDone done) {
+  if (peer >= peer_table_.size()) {
+    if (done) done(make_error(ErrorCode::kInvalid, "send to an unknown peer handle " + std::to_string(peer)));
+    return;
+  }
   auto op = std::make_unique<SendOp>();
   op->peer = peer;
   op->bytes = std::move(bytes);
@@ -227,15 +238,29 @@ void FabricEndpoint::send(PeerId peer, std::vector<std::byte> bytes, Clock::time
 }
 
 FabricEndpoint::Posted FabricEndpoint::post_send(SendOp* op) {
-  ssize_t rc = fi_send(impl_->ep, op->bytes.data(), op->bytes.size(), nullptr, op->peer, &op->ctx);
-  if (rc == 0) return Posted::kYes;
-  if (rc == -FI_EAGAIN) return Posted::kAgain;
+  Peer& p = peer_table_[op->peer];
+  if (p.renew) reconnect(op->peer);
+  if (p.renew) return Posted::kAgain;
+  ssize_t rc = fi_send(impl_->ep, op->bytes.data(), op->bytes.size(), nullptr, fi_addr_t(p.fi_addr), &op->ctx);
+  if (rc == 0) {
+    op->generation = p.generation;
+    p.stuck_since = {};
+    return Posted::kYes;
+  }
+  if (rc == -FI_EAGAIN) {
+    auto now = Clock::now();
+    if (p.stuck_since == Clock::time_point{}) p.stuck_since = now;
+    else if (now - p.stuck_since > kReconnectAfter) reconnect(op->peer);
+    return Posted::kAgain;
+  }
   if (op->done) op->done(make_error(ErrorCode::kUnreachable, fi_error("send", int(rc))));
   return Posted::kFailed;
 }
 
 void FabricEndpoint::complete_send(SendOp* op, Status status) {
   std::unique_ptr<SendOp> owned(op);
+  // Once per broken connection: the sends that were in flight on it all fail the same way.
+  if (!status && owned->generation == peer_table_[owned->peer].generation) peer_table_[owned->peer].renew = true;
   if (owned->done) owned->done(std::move(status));
 }
 
@@ -282,9 +307,13 @@ int FabricEndpoint::progress() {
         ++receive_errors_;
         im.post_recv(*static_cast<Impl::RecvSlot*>(err.op_context));
       } else if (err.op_context) {
-        auto* op = static_cast<SendOp*>(err.op_context);
-        forget_peer(op->peer);
-        complete_send(op, make_error(ErrorCode::kUnreachable, fi_error("send failed", err.err)));
+        // The connection to that peer broke (reset, refused): its provider entry is renewed
+        // (complete_send), and sends queued behind go on the new connection, to whatever listens
+        // at that address by then (the peer restarted, or nobody: EAGAIN until each send's
+        // deadline). Queued sends name the peer by our handle, not by the provider's entry: the
+        // removed entry they once named made the provider crash (a pager died of that).
+        complete_send(static_cast<SendOp*>(err.op_context),
+                      make_error(ErrorCode::kUnreachable, fi_error("send failed", err.err)));
       }
       continue;
     }

@@ -58,7 +58,9 @@ class FabricEndpoint {
   const std::string& address_text() const { return address_text_; }
   const std::string& provider() const { return provider_; }
 
-  // A peer by the opaque address it published, or by "host:port". Cached.
+  // A peer by the opaque address it published, or by "host:port". Cached for the endpoint's
+  // life: a PeerId is our handle, valid however often the peer dies, restarts or refuses a
+  // connection (behind it the provider's address entry is renewed, see reconnect()).
   Result<PeerId> peer(const std::string& address);
   Result<PeerId> peer_by_text(const std::string& host_port);
   // Renders an opaque address as "host:port" (or hex when it is not an IP address).
@@ -87,14 +89,28 @@ class FabricEndpoint {
   enum class Posted { kYes, kAgain, kFailed };  // kFailed: `done` was told why
   Posted post_send(SendOp* op);
   void complete_send(SendOp* op, Status status);
-  void forget_peer(PeerId peer);
   int retry_queued();
+  // A peer whose connection broke (an error completion), or that has not taken a send for
+  // kReconnectAfter (rxm can stay stuck after a refused connection), gets a fresh provider
+  // address entry, and with it a fresh connection. Sends not yet posted name the peer by our
+  // handle, so none is left naming the removed entry.
+  void reconnect(PeerId peer);
+  static constexpr std::chrono::milliseconds kReconnectAfter{1000};
+
+  struct Peer {
+    std::string address;
+    uint64_t fi_addr = 0;  // the provider's handle (fi_addr_t)
+    bool renew = false;    // a fresh entry is due (at the next send)
+    uint64_t generation = 0;  // how many entries it has had
+    Clock::time_point stuck_since{};  // since when the head of its queue gets EAGAIN
+  };
 
   std::unique_ptr<Impl> impl_;
   std::string address_, address_text_, provider_;
   int wait_fd_ = -1;
   ReceiveHandler on_receive_;
   std::unordered_map<std::string, PeerId> peers_;
+  std::vector<Peer> peer_table_;  // PeerId -> Peer
   std::map<PeerId, std::deque<std::unique_ptr<SendOp>>> queued_;
   uint64_t receive_errors_ = 0;
 };

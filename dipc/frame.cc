@@ -1,4 +1,7 @@
 #include "dipc/frame.h"
+#include "dipc/port.h"
+
+#include <cstdio>
 
 #include <kj/exception.h>
 #include <kj/io.h>
@@ -105,6 +108,16 @@ Result<std::unique_ptr<Inbound>> open_frame(std::span<const std::byte> bytes, co
     return bad(std::string("message does not decode: ") + e.getDescription().cStr());
   }
   return in;
+}
+
+// Here rather than in port.cc: the CLI's LocalClient uses it, and the CLI must not pull in the
+// fabric (loading libfabric costs every command ~0.2 s: its PSM provider calibrates a clock).
+std::string Port::describe_type(const Inbound& in) {
+  auto env = in.envelope();
+  if (env.getBodyType() == 0) return "message without a body";
+  char buf[32];
+  snprintf(buf, sizeof buf, "0x%016llx", static_cast<unsigned long long>(env.getBodyType()));
+  return std::string("message of type ") + buf;
 }
 
 }  // namespace ferry::dipc

@@ -34,6 +34,7 @@ NameService::NameService(Port& port, std::chrono::milliseconds heartbeat) : port
     bool moved = !rec.address.empty() && rec.address != to_string(r.getAddress());
     rec = PortRecord{name, node, to_string(r.getAddress()), r.getAddressText(), r.getPid(), now, now};
     port_.forget(name);
+    if (heard_) heard_(rec);
     spdlog::info("name service: {} registered at {} (pid {}){}", name, rec.address_text, rec.pid,
                  moved ? ", replacing an earlier registration" : "");
     req.reply<wire::RegisterReply>([&](wire::RegisterReply::Builder b) { b.setHeartbeatMs(uint32_t(heartbeat_.count())); });
@@ -44,6 +45,7 @@ NameService::NameService(Port& port, std::chrono::milliseconds heartbeat) : port
     auto it = table_.find(name);
     if (it == table_.end()) return req.fail(ErrorCode::kUnknownPort, "no port named '" + name + "' is registered");
     it->second.last_heard = std::chrono::steady_clock::now();
+    if (heard_) heard_(it->second);
     req.reply<wire::Empty>([](wire::Empty::Builder) {});
   });
 

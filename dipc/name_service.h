@@ -40,6 +40,9 @@ class NameService {
     why_down_ = std::move(why_down);
   }
 
+  // Called on the loop thread each time a port registers or heartbeats (after last_heard is set).
+  void on_heard(std::function<void(const PortRecord&)> cb) { heard_ = std::move(cb); }
+
   std::vector<PortRecord> ports() const;
   const PortRecord* find(const std::string& name) const;
   std::chrono::milliseconds heartbeat() const { return heartbeat_; }
@@ -49,6 +52,7 @@ class NameService {
   std::chrono::milliseconds heartbeat_;
   std::map<std::string, PortRecord> table_;
   std::function<std::optional<std::string>(const PortRecord&)> why_down_;
+  std::function<void(const PortRecord&)> heard_;
 };
 
 }  // namespace ferry::dipc

@@ -510,10 +510,5 @@ void Port::forget(const std::string& name) { core_->resolved_.erase(name); }
 
 void Port::unregister(std::function<void()> then) { core_->unregister(std::move(then)); }
 
-std::string Port::describe_type(const Inbound& in) {
-  auto env = in.envelope();
-  if (env.getBodyType() == 0) return "message without a body";
-  return "message of type " + hex_type(env.getBodyType());
-}
 
 }  // namespace ferry::dipc

@@ -387,70 +387,98 @@ void Agent::reap() {
     } else {
       code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     }
-    std::string reason = job.lost_reason;
-    bool lost = !reason.empty();
-    if (!lost && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && !job.import_label.empty()) {
-      // Killed by the pager because its memory's source was lost? The pager says why.
-      reason = import_failure(job.import_label);
-      lost = !reason.empty();
-    }
-    spdlog::info("{}: gpid {} (pid {}) {}", port_.name(), job.gpid, job.pid,
-                 lost ? "lost: " + reason : "exited with status " + std::to_string(code));
-    report_end(job.gpid, code, lost, reason);
+    bool killed = !job.adopted && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+    Job ended = std::move(job);
     it = jobs_.erase(it);
+    job_ended(std::move(ended), code, killed);
   }
   for (auto it = shells_.begin(); it != shells_.end();)
     it = ::waitpid(*it, nullptr, WNOHANG | __WALL) == *it ? shells_.erase(it) : std::next(it);
 }
 
+void Agent::job_ended(Job job, int code, bool killed) {
+  if (!job.lost_reason.empty()) return end_job(job.gpid, job.pid, code, job.lost_reason);
+  if (!killed || job.import_label.empty()) return end_job(job.gpid, job.pid, code, "");
+  why_killed(job.gpid, job.pid, code, job.import_label, 0);
+}
+
+// SIGKILL while its memory was still arriving: the pager kills a job whose memory's source is
+// lost, having recorded why first. Whoever else killed it (a user, the OOM killer), the pager
+// still has the import going, or done.
+void Agent::why_killed(uint64_t gpid, pid_t pid, int code, const std::string& label, int attempt) {
+  ask_import_states([this, gpid, pid, code, label, attempt](Result<ImportStates> r) {
+    if (!r) {
+      if (attempt < 5) {
+        port_.loop().after(std::chrono::milliseconds(200),
+                           [this, gpid, pid, code, label, attempt] { why_killed(gpid, pid, code, label, attempt + 1); });
+        return;
+      }
+      return end_job(gpid, pid, code,
+                     "killed while its memory was still arriving (" + label + "), and the pager of " + options_.node +
+                         " does not answer to say why: " + r.error().message);
+    }
+    auto it = r.value().find(label);
+    if (it == r.value().end())
+      return end_job(gpid, pid, code,
+                     "killed while its memory was still arriving (" + label + "); the pager of " + options_.node +
+                         " no longer knows that import (it restarted)");
+    end_job(gpid, pid, code, it->second.rfind("failed: ", 0) == 0 ? it->second.substr(8) : "");
+  });
+}
+
+void Agent::end_job(uint64_t gpid, pid_t pid, int code, const std::string& lost_reason) {
+  bool lost = !lost_reason.empty();
+  spdlog::info("{}: gpid {} (pid {}) {}", port_.name(), gpid, pid,
+               lost ? "lost: " + lost_reason : "exited with status " + std::to_string(code));
+  report_end(gpid, code, lost, lost_reason);
+}
+
+void Agent::ask_import_states(std::function<void(Result<ImportStates>)> done) {
+  port_.call<xmm::wire::PagerStat, xmm::wire::PagerStatReply>(
+      "pager@" + options_.node, [](auto) {},
+      [done = std::move(done)](Result<dipc::Message<xmm::wire::PagerStatReply>> r) {
+        if (!r) return done(r.error());
+        ImportStates states;
+        for (auto i : r.value().get().getImports()) states[i.getLabel()] = i.getState();
+        done(std::move(states));
+      },
+      dipc::CallOptions{std::chrono::milliseconds(1000), std::nullopt});
+}
+
 void Agent::watch_imports() {
   bool any = false;
   for (const auto& [gpid, job] : jobs_) any = any || (!job.import_label.empty() && !job.migrating);
-  if (!any) return;
-  std::map<std::string, std::string> states;
-  bool pager_answered = false;
-  if (auto c = dipc::LocalClient::connect(pager_socket()))
-    if (auto r = c.value()->call<xmm::wire::PagerStat, xmm::wire::PagerStatReply>([](auto) {}, std::chrono::seconds(1))) {
-      pager_answered = true;
-      for (auto i : r.value().get().getImports()) states[i.getLabel()] = i.getState();
-    }
-  for (auto& [gpid, job] : jobs_) {
-    if (job.import_label.empty() || job.migrating || !job.lost_reason.empty()) continue;
-    auto it = states.find(job.import_label);
-    if (it != states.end() && it->second != "fetching" && it->second != "opening") {
-      if (it->second.rfind("failed: ", 0) != 0) {  // complete, or ended with the process
-        job.import_label.clear();
-        job.uffd.reset();
+  if (!any || watching_imports_) return;
+  watching_imports_ = true;
+  ask_import_states([this](Result<ImportStates> r) {
+    watching_imports_ = false;
+    bool pager_answered = r.ok();
+    ImportStates states = r ? std::move(r).value() : ImportStates{};
+    for (auto& [gpid, job] : jobs_) {
+      if (job.import_label.empty() || job.migrating || !job.lost_reason.empty()) continue;
+      auto it = states.find(job.import_label);
+      if (it != states.end() && it->second != "fetching" && it->second != "opening") {
+        if (it->second.rfind("failed: ", 0) == 0) {
+          job.lost_reason = it->second.substr(8);  // the pager killed it: the reap reports why
+        } else {  // complete, or ended with the process
+          job.import_label.clear();
+          job.uffd.reset();
+        }
+        continue;
       }
-      continue;
+      if (it != states.end()) {
+        job.pager_strikes = 0;
+        continue;
+      }
+      // Unknown to a pager that answers: it restarted. Silent: give it two more turns.
+      if (pager_answered || ++job.pager_strikes >= 3) {
+        job.lost_reason = "the pager of " + options_.node + " " + (pager_answered ? "restarted" : "is gone") +
+                          " while its memory was still arriving (" + job.import_label + ")";
+        spdlog::warn("{}: gpid {}: {}; killing pid {}", port_.name(), gpid, job.lost_reason, job.pid);
+        ::kill(job.pid, SIGKILL);
+      }
     }
-    if (it != states.end()) {
-      job.pager_strikes = 0;
-      continue;
-    }
-    // Unknown to a pager that answers: it restarted. Silent: give it a second.
-    if (pager_answered || ++job.pager_strikes >= 2) {
-      job.lost_reason = "the pager of " + options_.node + " " + (pager_answered ? "restarted" : "is gone") +
-                        " while its memory was still arriving (" + job.import_label + ")";
-      spdlog::warn("{}: gpid {}: {}; killing pid {}", port_.name(), gpid, job.lost_reason, job.pid);
-      ::kill(job.pid, SIGKILL);
-    }
-  }
-}
-
-std::string Agent::import_state(const std::string& label) {
-  auto c = dipc::LocalClient::connect(pager_socket());
-  if (!c) return "";
-  auto r = c.value()->call<xmm::wire::PagerStat, xmm::wire::PagerStatReply>([](auto) {});
-  if (!r) return "";
-  for (auto i : r.value().get().getImports())
-    if (std::string(i.getLabel()) == label) return i.getState();
-  return "";
-}
-
-std::string Agent::import_failure(const std::string& label) {
-  std::string state = import_state(label);
-  return state.rfind("failed: ", 0) == 0 ? state.substr(8) : "";
+  });
 }
 
 void Agent::report_end(uint64_t gpid, int status, bool lost, const std::string& reason) {

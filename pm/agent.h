@@ -114,8 +114,18 @@ class Agent {
   void drop_stage(uint64_t stage_id, const std::string& token, const std::string& reason);
   // A job whose pages are still arriving from its previous hop migrates once they all have.
   void when_pages_arrived(uint64_t gpid, std::chrono::steady_clock::time_point deadline, std::function<void(Status)> then);
-  // The local pager's state of an import ("" if unknown).
-  std::string import_state(const std::string& label);
+  // The local pager's imports, label -> state ("fetching", "complete", "failed: why", ...), asked
+  // over the fabric without blocking the loop (its heartbeats must not wait on a busy pager).
+  // An error when the pager does not answer within a second.
+  using ImportStates = std::map<std::string, std::string>;
+  void ask_import_states(std::function<void(Result<ImportStates>)> done);
+  // Ends a job that was reaped: asks the pager why when it died of SIGKILL while its memory was
+  // still arriving (the pager kills it when the memory's source is lost, and says so), then
+  // reports it to the master: lost with the cause, or exited.
+  void job_ended(Job job, int code, bool killed);
+  void why_killed(uint64_t gpid, pid_t pid, int code, const std::string& label, int attempt);
+  // Logs and reports to the master: lost (with the reason) when `lost_reason` is set, else exited.
+  void end_job(uint64_t gpid, pid_t pid, int code, const std::string& lost_reason);
   void end_migration(std::shared_ptr<Migration> m, Status outcome);
   void watch_destination(std::shared_ptr<Migration> m);
   void settle_unknown(std::shared_ptr<Migration> m, Error e);
@@ -135,8 +145,6 @@ class Agent {
   // cut off or its agent away): never two copies, never one nobody tracks.
   void fence_jobs();
   void report_end(uint64_t gpid, int status, bool lost, const std::string& reason);
-  // The local pager: its failure reason for an import ("" if it did not fail), and a request.
-  std::string import_failure(const std::string& label);
   std::filesystem::path pager_socket() const { return options_.state_dir / "pager.sock"; }
 
   dipc::Port& port_;
@@ -150,6 +158,7 @@ class Agent {
   // master remembers every id it committed or cancelled).
   std::string incarnation_;
   dipc::EventLoop::TimerId reaper_ = 0, import_watch_ = 0, fence_ = 0;
+  bool watching_imports_ = false;  // a watch_imports() question is out
 };
 
 }  // namespace ferry::pm

@@ -174,16 +174,27 @@ void Agent::migrate(dipc::Request& req) {
 void Agent::when_pages_arrived(uint64_t gpid, Clock::time_point deadline, std::function<void(Status)> then) {
   auto it = jobs_.find(gpid);
   if (it == jobs_.end() || it->second.import_label.empty()) return then(Status::Ok());
-  std::string state = import_state(it->second.import_label);
-  if (state != "fetching" && state != "opening") {
-    it->second.import_label.clear();  // complete (or ended): nothing of it is left at the previous node
-    it->second.uffd.reset();
-    return then(Status::Ok());
-  }
-  if (Clock::now() > deadline)
-    return then(make_error(ErrorCode::kRefused, "gpid " + std::to_string(gpid) +
-                                                    "'s pages are still arriving from its previous node; try again later"));
-  port_.loop().after(std::chrono::milliseconds(20), [this, gpid, deadline, then] { when_pages_arrived(gpid, deadline, then); });
+  ask_import_states([this, gpid, deadline, then](Result<ImportStates> r) {
+    auto it = jobs_.find(gpid);
+    if (it == jobs_.end() || it->second.import_label.empty()) return then(Status::Ok());
+    Job& job = it->second;
+    std::string state;
+    if (r)
+      if (auto s = r.value().find(job.import_label); s != r.value().end()) state = s->second;
+    if (state.rfind("failed: ", 0) == 0) {
+      if (job.lost_reason.empty()) job.lost_reason = state.substr(8);  // the pager killed it
+      return then(make_error(ErrorCode::kNotFound, "gpid " + std::to_string(gpid) + " is lost: " + job.lost_reason));
+    }
+    if (r && state != "fetching" && state != "opening") {
+      job.import_label.clear();  // complete (or ended): nothing of it is left at the previous node
+      job.uffd.reset();
+      return then(Status::Ok());
+    }
+    if (Clock::now() > deadline)
+      return then(make_error(ErrorCode::kRefused, "gpid " + std::to_string(gpid) +
+                                                      "'s pages are still arriving from its previous node; try again later"));
+    port_.loop().after(std::chrono::milliseconds(20), [this, gpid, deadline, then] { when_pages_arrived(gpid, deadline, then); });
+  });
 }
 
 void Agent::start_migration(std::shared_ptr<dipc::Request> req, Job& job, const std::string& to, MigrationPlan plan) {
@@ -599,23 +610,28 @@ void Agent::offer(dipc::Request& req) {
 }
 
 void Agent::wait_all_pages(std::shared_ptr<Installed> in, Clock::time_point deadline) {
-  auto p = ask_pager<xmm::wire::ImportProgress, xmm::wire::ImportProgressReply>(pager_socket(),
-                                                                                 [&](auto b) { b.setLabel(in->label); });
-  std::string state = p ? std::string(p.value().get().getState().cStr()) : "";
-  if (state == "complete") {
-    in->pages_before_resume = p.value().get().getArrivedPages();
-    spdlog::info("{}: {}: every page arrived ({}) before the resume; committing", port_.name(), in->label,
-                 in->pages_before_resume);
-    return commit_installed(in);
-  }
-  bool failed = !p || !p.value().get().getFound() || (state != "fetching" && state != "opening");
-  if (failed || Clock::now() > deadline) {
-    std::string why = failed ? (p ? (state.empty() ? "the import is gone" : state) : p.error().message)
-                             : "its pages did not all arrive in time";
-    spdlog::info("{}: {}: eager transfer failed, the install is undone: {}", port_.name(), in->label, why);
-    return in->req->fail(ErrorCode::kUnavailable, "eager transfer to " + options_.node + " failed: " + why);
-  }
-  port_.loop().after(std::chrono::milliseconds(5), [this, in, deadline] { wait_all_pages(in, deadline); });
+  // Asked over the fabric, not the control socket: the pager is busy moving the pages, and the
+  // agent's loop (its heartbeats among the rest) must not wait for its answers.
+  port_.call<xmm::wire::ImportProgress, xmm::wire::ImportProgressReply>(
+      "pager@" + options_.node, [&](auto b) { b.setLabel(in->label); },
+      [this, in, deadline](Result<dipc::Message<xmm::wire::ImportProgressReply>> p) {
+        std::string state = p ? std::string(p.value().get().getState().cStr()) : "";
+        if (state == "complete") {
+          in->pages_before_resume = p.value().get().getArrivedPages();
+          spdlog::info("{}: {}: every page arrived ({}) before the resume; committing", port_.name(), in->label,
+                       in->pages_before_resume);
+          return commit_installed(in);
+        }
+        bool failed = p && (!p.value().get().getFound() || (state != "fetching" && state != "opening"));
+        if (failed || Clock::now() > deadline) {
+          std::string why = failed ? (state.empty() ? "the import is gone" : state)
+                                   : "its pages did not all arrive in time" + (p ? std::string() : " (" + p.error().message + ")");
+          spdlog::info("{}: {}: eager transfer failed, the install is undone: {}", port_.name(), in->label, why);
+          return in->req->fail(ErrorCode::kUnavailable, "eager transfer to " + options_.node + " failed: " + why);
+        }
+        port_.loop().after(std::chrono::milliseconds(5), [this, in, deadline] { wait_all_pages(in, deadline); });
+      },
+      dipc::CallOptions{std::chrono::milliseconds(1000), std::nullopt});
 }
 
 // Step 4: commit at the master; only then does it run here.

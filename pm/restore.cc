@@ -263,7 +263,11 @@ Status restore_mm(Builder& b, wire::ProcessImage::Reader image) {
   if (!addr) return addr.error();
   auto r = b.call("PR_SET_MM_MAP", SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, addr.value(), sizeof(MmMap), 0);
   if (exe_fd >= 0) (void)b.call("close", SYS_close, uint64_t(exe_fd));
-  if (!r) return r.error();
+  if (!r)
+    return make_error(r.error().code, r.error().message + " (code " + hex(m.start_code) + "-" + hex(m.end_code) + ", data " +
+                                          hex(m.start_data) + "-" + hex(m.end_data) + ", brk " + hex(m.start_brk) + "-" +
+                                          hex(m.brk) + ", stack " + hex(m.start_stack) + ", args " + hex(m.arg_start) + "-" +
+                                          hex(m.arg_end) + ", env " + hex(m.env_start) + "-" + hex(m.env_end) + ")");
   return Status::Ok();
 }
 

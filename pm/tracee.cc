@@ -79,7 +79,10 @@ Status Tracee::wait_stop(const char* what) {
     int sig = WSTOPSIG(status);
     int event = status >> 16;
     if (event == PTRACE_EVENT_STOP || sig == SIGTRAP) return Status::Ok();
-    // A signal arrived before our stop: leave it pending for the process and wait on.
+    // A signal was being delivered when we seized it (a signal-delivery stop, the signal taken
+    // off its queue): let the delivery go on and interrupt again (that stop disarmed our first
+    // interrupt). The second interrupt may arm one more trap once the process has taken the
+    // first: syscall() steps past such a stray interrupt stop.
     if (::ptrace(PTRACE_CONT, pid_, nullptr, reinterpret_cast<void*>(uintptr_t(sig))) != 0)
       return sys_error(pid_, "PTRACE_CONT", errno);
     if (child_ == false) ::ptrace(PTRACE_INTERRUPT, pid_, nullptr, nullptr);
@@ -186,6 +189,17 @@ Result<long> Tracee::syscall(long number, uint64_t a1, uint64_t a2, uint64_t a3,
   if (!syscall_site_) return make_error(ErrorCode::kInternal, "syscall injection without a syscall site");
   auto saved = regs();
   if (!saved) return saved.error();
+  // Every signal blocked while the call runs: a signal pending at the stop (an interrupt stop is
+  // taken before pending signals are dequeued) or arriving meanwhile would otherwise be dequeued
+  // on the way back to user space, into a signal-delivery stop that single-stepping on discards.
+  // Blocked, it stays queued: the capture sees it, or the process gets it when it runs on.
+  auto mask = blocked_signals();
+  if (!mask) return mask.error();
+  // (The kernel never blocks SIGKILL and SIGSTOP: a mask without them is all blocked already.)
+  constexpr uint64_t kUnblockable = (1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1));
+  const bool block = (mask.value() | kUnblockable) != ~uint64_t(0);
+  if (block)
+    if (Status s = set_blocked_signals(~uint64_t(0)); !s) return s.error();
   user_regs_struct r = saved.value();
   r.rip = syscall_site_;
   r.rax = uint64_t(number);
@@ -198,6 +212,7 @@ Result<long> Tracee::syscall(long number, uint64_t a1, uint64_t a2, uint64_t a3,
   r.r9 = a6;
   if (Status s = set_regs(r); !s) return s.error();
   if (::ptrace(PTRACE_SINGLESTEP, pid_, nullptr, nullptr) != 0) return sys_error(pid_, "PTRACE_SINGLESTEP", errno);
+  int unblockable = 0;  // SIGSTOP cannot be blocked: sent again once the call is done
   for (;;) {
     int status = 0;
     if (::waitpid(pid_, &status, __WALL) < 0) {
@@ -208,14 +223,19 @@ Result<long> Tracee::syscall(long number, uint64_t a1, uint64_t a2, uint64_t a3,
       attached_ = false;
       return make_error(ErrorCode::kNotFound, who(pid_) + " died in injected syscall " + std::to_string(number));
     }
-    if (WIFSTOPPED(status) && WSTOPSIG(status) == SIGTRAP) break;
-    // Another signal stopped it first: it stays pending (we do not deliver it); step again.
+    // The single-step's trap: a SIGTRAP signal-delivery stop. A PTRACE_EVENT_STOP (also SIGTRAP)
+    // is an interrupt or group stop taken before the syscall ran: step again.
+    if (WIFSTOPPED(status) && WSTOPSIG(status) == SIGTRAP && (status >> 16) == 0) break;
+    if (WIFSTOPPED(status) && (status >> 16) == 0) unblockable = WSTOPSIG(status);
     if (::ptrace(PTRACE_SINGLESTEP, pid_, nullptr, nullptr) != 0) return sys_error(pid_, "PTRACE_SINGLESTEP", errno);
   }
   auto after = regs();
   if (!after) return after.error();
   ++injected_;
   if (Status s = set_regs(saved.value()); !s) return s.error();
+  if (block)
+    if (Status s = set_blocked_signals(mask.value()); !s) return s.error();
+  if (unblockable) ::kill(pid_, unblockable);
   return long(after.value().rax);
 }
 

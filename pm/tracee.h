@@ -67,7 +67,10 @@ class Tracee {
   void set_syscall_site(uint64_t address) { syscall_site_ = address; }
   uint64_t syscall_site() const { return syscall_site_; }
   // Runs one system call in the tracee and returns its raw result (-errno on failure);
-  // the tracee's registers are left as they were. Precondition: a syscall site is set.
+  // the tracee's registers and signal mask are left as they were. Every signal is blocked while
+  // the call runs, so none is dequeued (and lost) by the injection: signals pending before or
+  // arriving during it stay queued. The call must not change the signal mask itself.
+  // Precondition: a syscall site is set.
   Result<long> syscall(long number, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0,
                        uint64_t a5 = 0, uint64_t a6 = 0);
   int injected_syscalls() const { return injected_; }

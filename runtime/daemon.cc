@@ -49,7 +49,11 @@ int daemon_main(const std::string& role, int argc, char** argv, DaemonSetup setu
   app.add_option("--spin-us", cfg.spin_us, "keep polling this long after any work before sleeping")->check(CLI::Range(0, 100000));
   if (role == "master") {
     app.add_option("--suspect-ms", cfg.suspect_ms, "a node is suspect after this long without a heartbeat");
-    app.add_option("--dead-ms", cfg.dead_ms, "a node is dead after this long without a heartbeat");
+    app.add_option("--dead-ms", cfg.dead_ms,
+                   "a silent node may be declared dead (after a probe) from this long without a heartbeat on");
+    app.add_option("--dead-limit-ms", cfg.dead_limit_ms,
+                   "a silent node is probed after this long whatever its heartbeat history says");
+    app.add_option("--probe-ms", cfg.probe_ms, "how long a suspected node's ports have to answer the probe");
   } else {
     app.add_option("--node", cfg.node, "this node's name (n1, n2, ...)")->required();
     app.add_option("--master", cfg.master, "the master's fabric address, host:port")->required();
@@ -57,6 +61,8 @@ int daemon_main(const std::string& role, int argc, char** argv, DaemonSetup setu
   CLI11_PARSE(app, argc, argv);
   if (cfg.suspect_ms == 0) cfg.suspect_ms = 3 * cfg.heartbeat_ms;
   if (cfg.dead_ms == 0) cfg.dead_ms = 6 * cfg.heartbeat_ms;
+  if (cfg.dead_limit_ms < cfg.dead_ms) cfg.dead_limit_ms = 3 * cfg.dead_ms;
+  if (cfg.probe_ms == 0) cfg.probe_ms = 4 * cfg.heartbeat_ms;
 
   std::string name = cfg.port_name();
   if (!setup_logging(name, cfg.log_level)) spdlog::warn("unknown log level '{}'; using info", cfg.log_level);

@@ -4,6 +4,7 @@
 //
 //   ferry-<role> --state-dir DIR --host ADDR --key-file FILE [--node NAME] [--master HOST:PORT]
 //                [--provider tcp;ofi_rxm] [--heartbeat-ms 500] [--suspect-ms] [--dead-ms]
+//                [--dead-limit-ms] [--probe-ms]
 //                [--timeout-ms 2000] [--spin-us N] [--log-level info]
 //
 // The master has no --node and no --master; once it listens it writes "host:port" to
@@ -29,7 +30,9 @@ struct DaemonConfig {
   std::string provider = "tcp;ofi_rxm";
   int heartbeat_ms = 500;
   int suspect_ms = 0;  // 0: 3 heartbeats
-  int dead_ms = 0;     // 0: 6 heartbeats
+  int dead_ms = 0;     // 0: 6 heartbeats (the earliest a silent node may be declared dead)
+  int dead_limit_ms = 0;  // 0: 3 x dead_ms (a silent node is probed then, whatever its phi)
+  int probe_ms = 0;    // 0: 4 heartbeats (the probe that confirms a death)
   int timeout_ms = 2000;
   int spin_us = 50;  // the event loop keeps polling this long after any work before it sleeps
   std::string log_level = "info";

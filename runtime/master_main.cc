@@ -19,15 +19,17 @@ struct MasterServices {
                  std::unique_ptr<ferry::pm::ProcessTable> table)
       : names(port, std::chrono::milliseconds(cfg.heartbeat_ms)),
         membership(port, names,
-                   ferry::pm::MembershipPolicy{std::chrono::milliseconds(cfg.suspect_ms),
-                                               std::chrono::milliseconds(cfg.dead_ms)}),
+                   ferry::pm::MembershipPolicy{.heartbeat = std::chrono::milliseconds(cfg.heartbeat_ms),
+                                               .suspect_after = std::chrono::milliseconds(cfg.suspect_ms),
+                                               .dead_after = std::chrono::milliseconds(cfg.dead_ms),
+                                               .dead_limit = std::chrono::milliseconds(cfg.dead_limit_ms),
+                                               .probe_timeout = std::chrono::milliseconds(cfg.probe_ms)}),
         processes(std::move(table)) {
-    membership.on_dead([this](const std::string& node, std::chrono::milliseconds silent) {
-      processes->node_died(node, "no heartbeat for " + std::to_string(silent.count()) + " ms");
-    });
+    membership.on_dead([this](const std::string& node, const std::string& why) { processes->node_died(node, why); });
     // A restarted master: a node that held jobs and does not come back within the time that
-    // makes a silent node dead is dead (its heartbeats would otherwise never be missed).
-    auto grace = std::chrono::milliseconds(cfg.dead_ms + cfg.heartbeat_ms);
+    // makes a silent node dead is dead (its heartbeats would otherwise never be missed). Its
+    // ports register again on their own once their heartbeats find the master new.
+    auto grace = std::chrono::milliseconds(cfg.dead_ms + cfg.probe_ms + cfg.heartbeat_ms);
     port.loop().after(grace, [this, grace] {
       std::set<std::string> seen;
       for (const auto& n : membership.nodes()) seen.insert(n.name);

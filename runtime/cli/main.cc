@@ -62,7 +62,9 @@ int main(int argc, char** argv) {
   up->add_option("--provider", up_opts.provider, "libfabric provider");
   up->add_option("--heartbeat-ms", up_opts.heartbeat_ms, "heartbeat period")->check(CLI::Range(10, 60000));
   up->add_option("--suspect-ms", up_opts.suspect_ms, "suspect a node after this long without heartbeat");
-  up->add_option("--dead-ms", up_opts.dead_ms, "declare a node dead after this long without heartbeat");
+  up->add_option("--dead-ms", up_opts.dead_ms,
+                 "probe a silent node, and declare it dead if the probe fails, from this long without heartbeat on");
+  up->add_option("--probe-ms", up_opts.probe_ms, "how long a suspected node has to answer the probe");
   up->add_option("--log-level", up_opts.log_level, "daemons' log level");
   auto* down = cl->add_subcommand("down", "stop every daemon and remove the cluster's namespaces and files");
   std::string kill_node;

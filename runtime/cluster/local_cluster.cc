@@ -190,6 +190,7 @@ Result<ClusterManifest> cluster_up(const ClusterLayout& layout, const ClusterUpO
   auto args = common_args(layout, o, master_dir.string(), master_host);
   if (o.suspect_ms) args.insert(args.end(), {"--suspect-ms", std::to_string(o.suspect_ms)});
   if (o.dead_ms) args.insert(args.end(), {"--dead-ms", std::to_string(o.dead_ms)});
+  if (o.probe_ms) args.insert(args.end(), {"--probe-ms", std::to_string(o.probe_ms)});
   auto master = spawn_daemon(bin / "ferry-master", args, master_dir / "master.log", o.netns ? topo.hub : "");
   if (!master) return abort(master.error());
   m.daemons.push_back({"master", "", master.value(), args});

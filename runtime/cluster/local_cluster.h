@@ -29,6 +29,7 @@ struct ClusterUpOptions {
   int heartbeat_ms = 500;
   int suspect_ms = 0;  // 0: the master's default (3 heartbeats)
   int dead_ms = 0;     // 0: the master's default (6 heartbeats)
+  int probe_ms = 0;    // 0: the master's default (4 heartbeats)
   std::string log_level = "info";
   std::chrono::milliseconds ready_timeout{20000};
 };

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <random>
 #include <stdexcept>
+#include <vector>
 
 #include "dipc/cluster_key.h"
 
@@ -27,25 +28,40 @@ KeyDir::~KeyDir() {
 }
 
 bool maybe_serve() {
-  const char* spec = std::getenv("FERRY_TEST_SERVE");  // "KEYFILE;SOCKETDIR;FD"
+  const char* spec = std::getenv("FERRY_TEST_SERVE");  // "KEYFILE;SOCKETDIR;SERVICE;NAME;MASTER;FD"
   if (!spec) return false;
+  std::vector<std::string> parts;
   std::string s(spec);
-  auto a = s.find(';'), b = s.rfind(';');
-  std::string key = s.substr(0, a), dir = s.substr(a + 1, b - a - 1);
-  int fd = std::atoi(s.c_str() + b + 1);
+  for (size_t at = 0;;) {
+    auto semi = s.find(';', at);
+    parts.push_back(s.substr(at, semi == std::string::npos ? std::string::npos : semi - at));
+    if (semi == std::string::npos) break;
+    at = semi + 1;
+  }
+  if (parts.size() != 6) _exit(2);
+  std::string key = parts[0], dir = parts[1], name = parts[3], master = parts[4];
+  int fd = std::atoi(parts[5].c_str());
   auto loop = EventLoop::create().value();
   PortOptions o;
-  o.name = "master";
+  o.name = name;
   o.fabric.host = "127.0.0.1";
+  o.fabric.service = parts[2];
   o.key_file = key;
-  o.control_socket = fs::path(dir) / "master.sock";
+  if (name == "master") {
+    o.control_socket = fs::path(dir) / "master.sock";
+  } else {  // a port of a node ("agent@n2"), registered with that master
+    o.node = name.substr(name.find('@') + 1);
+    o.master = master;
+    o.register_retry = std::chrono::milliseconds(50);
+  }
   auto port = Port::open(o, *loop);
   if (!port) {
     std::string msg = "ERROR " + port.error().message + "\n";
     [[maybe_unused]] ssize_t n = write(fd, msg.data(), msg.size());
     _exit(1);
   }
-  NameService names(*port.value(), std::chrono::milliseconds(100));
+  std::unique_ptr<NameService> names;
+  if (name == "master") names = std::make_unique<NameService>(*port.value(), std::chrono::milliseconds(100));
   std::string line = port.value()->address_text() + "\n";
   [[maybe_unused]] ssize_t n = write(fd, line.data(), line.size());
   close(fd);
@@ -53,13 +69,16 @@ bool maybe_serve() {
   _exit(0);
 }
 
-ServerProcess::ServerProcess(const fs::path& key, const fs::path& socket_dir) : socket_dir_(socket_dir) {
+ServerProcess::ServerProcess(const fs::path& key, const fs::path& socket_dir, const std::string& service,
+                             const std::string& name, const std::string& master)
+    : socket_dir_(socket_dir) {
   int p[2];
   if (pipe(p) != 0) throw std::runtime_error("pipe");
   pid_ = fork();
   if (pid_ == 0) {
     close(p[0]);
-    std::string spec = key.string() + ";" + socket_dir.string() + ";" + std::to_string(p[1]);
+    std::string spec = key.string() + ";" + socket_dir.string() + ";" + service + ";" + name + ";" + master + ";" +
+                       std::to_string(p[1]);
     setenv("FERRY_TEST_SERVE", spec.c_str(), 1);
     execl("/proc/self/exe", "dipc-test-server", nullptr);
     _exit(127);

@@ -30,8 +30,11 @@ bool maybe_serve();
 
 class ServerProcess {
  public:
-  // Starts a "master" port (with name service) on 127.0.0.1 in a child process.
-  ServerProcess(const std::filesystem::path& key, const std::filesystem::path& socket_dir);
+  // Starts a "master" port (with name service) on 127.0.0.1 in a child process, at the given
+  // port ("0": one the kernel chooses). With another `name` ("agent@n2"), a node's port that
+  // registers with the master at `master` instead.
+  ServerProcess(const std::filesystem::path& key, const std::filesystem::path& socket_dir,
+                const std::string& service = "0", const std::string& name = "master", const std::string& master = "");
   ~ServerProcess();  // SIGKILL
   void kill();
   pid_t pid() const { return pid_; }

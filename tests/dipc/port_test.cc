@@ -4,7 +4,11 @@
 #include "dipc/port.h"
 
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <future>
 #include <random>
@@ -108,6 +112,63 @@ TEST_F(PortTest, APeerKilledMidRequestFailsThePendingRequest) {
   auto again = ping(c, "master", "", 0, 500ms);
   EXPECT_FALSE(again.ok());
   EXPECT_LT(Clock::now() - t0, 500ms + 2s);
+}
+
+// The pager that died of a peer's reset (issue 13): a send retried to a peer whose connection
+// broke. Here a peer is SIGKILLed while hundreds of large requests to it are queued and in
+// flight, and restarted (as a daemon restarts: at a new address, registered again), again and
+// again: every request completes exactly once, this process goes on, answers, and reaches the
+// restarted peer each time.
+TEST(PortRestart, APeerKilledAndRestartedWhileSendsAreQueuedAndInFlight) {
+  KeyDir keys;
+  ServerProcess master(keys.key(), keys.dir);
+  auto peer = std::make_unique<ServerProcess>(keys.key(), keys.dir, "0", "agent@n2", master.address());
+  Client c("agent@n1", "n1", master.address(), keys.key());
+  Client witness("agent@n3", "n3", master.address(), keys.key());
+  ASSERT_TRUE(c.wait_registered(5s));
+  auto reach = [&](Client& from, const std::string& to, pid_t pid) {
+    std::string last;
+    for (int i = 0; i < 40; ++i) {
+      auto r = ping(from, to, "", 0, 500ms);
+      if (r.ok() && int(r.value().get().getPid()) == pid) return std::string();
+      last = r.ok() ? "answered by pid " + std::to_string(r.value().get().getPid()) : r.error().message;
+      std::this_thread::sleep_for(50ms);
+    }
+    return last.empty() ? "no answer" : last;
+  };
+  ASSERT_EQ(reach(c, "agent@n2", peer->pid()), "");
+  std::mt19937 rng(std::random_device{}());
+  const std::string payload(60000, 'x');
+  constexpr int kRounds = 25, kCalls = 100;
+  for (int round = 0; round < kRounds; ++round) {
+    auto completions = std::make_shared<std::vector<int>>(kCalls, 0);
+    auto remaining = std::make_shared<std::atomic<int>>(kCalls);
+    auto all_done = std::make_shared<std::promise<void>>();
+    c.loop().post([&, completions, remaining, all_done] {
+      for (int i = 0; i < kCalls; ++i)
+        c.port().call<wire::Ping, wire::Pong>(
+            "agent@n2", [&](wire::Ping::Builder b) { b.setPayload(bytes_of(payload)); },
+            [completions, remaining, all_done, i](Result<Message<wire::Pong>>) {
+              if (++(*completions)[size_t(i)] == 1 && --*remaining == 0) all_done->set_value();
+            },
+            CallOptions{3000ms, std::nullopt});
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 30));
+    peer->kill();
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 200));
+    peer = std::make_unique<ServerProcess>(keys.key(), keys.dir, "0", "agent@n2", master.address());
+    ASSERT_EQ(all_done->get_future().wait_for(20s), std::future_status::ready) << "round " << round;
+    std::this_thread::sleep_for(50ms);  // a second completion would show here
+    for (int i = 0; i < kCalls; ++i) ASSERT_EQ((*completions)[size_t(i)], 1) << "round " << round << " call " << i;
+    if (reach(witness, "agent@n1", getpid()) != "" && getenv("PR_DEBUG")) {
+      auto t0 = Clock::now();
+      while (reach(witness, "agent@n1", getpid()) != "" && Clock::now() - t0 < 120s) {}
+      fprintf(stderr, "STUCK for %ld s more\n", long(std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - t0).count()));
+    }
+    ASSERT_EQ(reach(witness, "agent@n1", getpid()), "") << "round " << round << ": this port stopped answering";
+    ASSERT_EQ(reach(witness, "agent@n2", peer->pid()), "") << "round " << round << ": witness cannot reach the peer";
+    ASSERT_EQ(reach(c, "agent@n2", peer->pid()), "") << "round " << round << ": the restarted peer was not reached again";
+  }
 }
 
 TEST_F(PortTest, GarbageOnTheFabricIsDroppedAndCountedAndTheDaemonGoesOn) {

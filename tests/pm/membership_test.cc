@@ -20,7 +20,7 @@ dipc::PortRecord port(const std::string& name, const std::string& node, Clock::t
 
 TEST(NodeStates, JudgesEachNodeByItsLeastRecentlyHeardPort) {
   auto now = Clock::now();
-  MembershipPolicy policy{1500ms, 3000ms};
+  MembershipPolicy policy{.suspect_after = 1500ms, .dead_after = 3000ms};
   auto nodes = node_states({port("master", "", now - 10s), port("agent@n1", "n1", now - 100ms),
                             port("pager@n1", "n1", now - 200ms), port("agent@n2", "n2", now - 100ms),
                             port("pager@n2", "n2", now - 2s), port("agent@n3", "n3", now - 4s)},
@@ -31,7 +31,7 @@ TEST(NodeStates, JudgesEachNodeByItsLeastRecentlyHeardPort) {
   EXPECT_EQ(nodes[0].heartbeat_age, 200ms);
   EXPECT_EQ(nodes[0].address, "agent@n1-addr") << "a node is addressed by its agent";
   EXPECT_EQ(nodes[1].state, wire::NodeState::SUSPECT) << "one late port makes the node suspect";
-  EXPECT_EQ(nodes[2].state, wire::NodeState::DEAD);
+  EXPECT_EQ(nodes[2].state, wire::NodeState::SUSPECT) << "silence alone never makes a node dead: a probe must fail";
 }
 
 TEST(NodeStates, SortsNodesNumerically) {
@@ -46,14 +46,13 @@ TEST(NodeStates, SortsNodesNumerically) {
 
 TEST(NodeStates, BoundariesAreExclusive) {
   auto now = Clock::now();
-  MembershipPolicy policy{1000ms, 2000ms};
+  MembershipPolicy policy{.suspect_after = 1000ms, .dead_after = 2000ms};
   auto at = [&](std::chrono::milliseconds age) {
     return node_states({port("agent@n1", "n1", now - age)}, policy, now).at(0).state;
   };
   EXPECT_EQ(at(1000ms), wire::NodeState::ALIVE);
   EXPECT_EQ(at(1001ms), wire::NodeState::SUSPECT);
-  EXPECT_EQ(at(2000ms), wire::NodeState::SUSPECT);
-  EXPECT_EQ(at(2001ms), wire::NodeState::DEAD);
+  EXPECT_EQ(at(20000ms), wire::NodeState::SUSPECT);
 }
 
 }  // namespace

@@ -118,6 +118,29 @@ TEST(Restore, FpuAndAvxRegistersLiveAtTheFreeze) { expect_survives({program("fpu
 TEST(Restore, BrkGrowthVdsoClocksFilesAndAPrivateFileMapping) { expect_survives({program("brk_vdso_files"), "data.bin"}); }
 TEST(Restore, CxxStreams) { expect_survives({program("cxx_streams")}); }
 
+// Signals pending at the freeze (queued by the program to itself, some while blocked, some as it
+// runs) arrive once each after every move: none dequeued and dropped by the capture's injected
+// syscalls, none doubled. The program checks the sequence numbers they carry.
+TEST(Restore, SignalsPendingAtTheFreezeArriveOnceEach) {
+  TempDir dir;
+  fs::path out = dir.path / "out.txt";
+  pid_t pid = start({program("signal_ledger"), std::to_string(std::random_device{}() % 1000)}, out, -1, dir.path);
+  for (int i = 0; i < 200 && slurp(out).find("ready") == std::string::npos; ++i) std::this_thread::sleep_for(5ms);
+  std::mt19937 rng(std::random_device{}());
+  for (int i = 0; i < 40; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 30));
+    auto moved = move_once(pid, -1);
+    ASSERT_TRUE(moved.ok()) << "move " << i << ": " << moved.error().message;
+    pid = moved.value();
+  }
+  ::kill(pid, SIGUSR1);
+  EXPECT_EQ(wait_exit(pid), 0);
+  std::string o = slurp(out);
+  auto at = o.find("ledger ");
+  ASSERT_NE(at, std::string::npos) << o;
+  EXPECT_NE(o.find(" errors 0\n", at), std::string::npos) << o.substr(at > 200 ? at - 200 : 0);
+}
+
 TEST(Restore, ReaderBlockedOnAPipeFromTheTest) {
   expect_survives({program("pipe_reader")}, 20, [](int fd) {
     for (int i = 0; i < 60; ++i) {
