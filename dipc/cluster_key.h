@@ -3,7 +3,8 @@
 //
 // The MAC is AES-256-GMAC (AES-GCM over associated data only, NIST SP 800-38D) with a
 // 96-bit nonce that is unique per message: 64 random bits drawn per key object (renewed every
-// 2^32 messages) and a 32-bit counter. A tag is the nonce followed by the 16-byte GCM tag.
+// 2^32 messages) and a 32-bit counter. A tag is the nonce (session then counter, host byte
+// order: the receiver's replay guard reads them) followed by the 16-byte GCM tag.
 // GMAC rather than HMAC-SHA256 because of cost: 0.46 us against 2.6 us for a 4 KiB frame on
 // the development machine, and a request/reply computes four of them (docs/DIPC.md).
 #pragma once

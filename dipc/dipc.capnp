@@ -52,6 +52,8 @@ struct Counters {
   rejected @3 :UInt64;           # failed to authenticate (wrong key, tampered)
   timeouts @4 :UInt64;           # requests of ours that got no reply in time
   unreachable @5 :UInt64;        # requests of ours whose peer could not be reached
+  replayed @6 :UInt64;           # authenticated, but already received, too old, or beyond the window
+  late @7 :UInt64;               # replies to requests of ours no longer waiting (timed out)
 }
 
 # Name service (served by the master): ports register, heartbeat and resolve.

@@ -9,14 +9,30 @@
 #include <rdma/fi_eq.h>
 #include <rdma/fi_errno.h>
 
-#include <cstdlib>
+#include <sys/random.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+
+#include "dipc/fragment.h"
 
 namespace ferry::dipc {
 namespace {
 
 constexpr uint32_t kFabricVersion = FI_VERSION(1, 17);
+
+// rxm sends a message eagerly when it fits its bounce buffer (FI_OFI_RXM_BUFFER_SIZE, 16 KiB by
+// default) less its own header, well under 256 bytes: every provider message we send does
+// (see fragment.h for why).
+size_t provider_message_limit() {
+  size_t buffer = 16384;
+  if (const char* s = getenv("FI_OFI_RXM_BUFFER_SIZE")) buffer = std::max<size_t>(4096, std::strtoul(s, nullptr, 10));
+  return buffer - 256;
+}
+// Incomplete messages held for their missing fragments: bounded in time and memory.
+constexpr std::chrono::seconds kReassemblyTimeout{20};
+constexpr size_t kReassemblyMemory = 64u << 20;
 
 std::string fi_error(const std::string& what, int rc) {
   return what + ": " + fi_strerror(rc < 0 ? -rc : rc);
@@ -35,7 +51,11 @@ struct FabricEndpoint::Impl {
   fid_cq* cq = nullptr;
   fid_av* av = nullptr;
   fid_ep* ep = nullptr;
-  size_t max_message = 0;
+  size_t fragment_bytes = 0;  // the largest provider message: header and slice
+  uint64_t sender_token = 0;  // tells our fragments from other endpoints'
+  uint64_t next_message = 0;
+  std::optional<Reassembler> reassembler;
+  Clock::time_point next_expiry{};
 
   struct RecvSlot {
     fi_context2 ctx;  // first: completions hand back its address
@@ -55,7 +75,7 @@ struct FabricEndpoint::Impl {
   }
 
   int post_recv(RecvSlot& s) {
-    return int(fi_recv(ep, s.buf, max_message, nullptr, FI_ADDR_UNSPEC, &s.ctx));
+    return int(fi_recv(ep, s.buf, fragment_bytes, nullptr, FI_ADDR_UNSPEC, &s.ctx));
   }
   bool is_recv(void* ctx) const {
     return !slots.empty() && ctx >= static_cast<const void*>(slots.data()) &&
@@ -63,14 +83,33 @@ struct FabricEndpoint::Impl {
   }
 };
 
-struct FabricEndpoint::SendOp {
-  fi_context2 ctx;  // first: completions hand back its address
-  PeerId peer = 0;
+// One message being sent: its fragments share it, and its `done` runs once, when the last
+// fragment completed or the first one failed.
+struct FabricEndpoint::Outgoing {
   std::vector<std::byte> bytes;
   Clock::time_point deadline;
   SendDone done;
+  uint32_t pending = 0;  // fragments not completed yet
+  bool finished = false;
+};
+
+// One fragment: a provider send of its header and a slice of the message's bytes.
+struct FabricEndpoint::SendOp {
+  fi_context2 ctx;  // first: completions hand back its address
+  PeerId peer = 0;
+  std::shared_ptr<Outgoing> message;
+  std::byte header[kFragmentHeaderBytes];
+  size_t offset = 0, length = 0;
   uint64_t generation = 0;  // of its peer's provider entry when it was posted
 };
+
+void FabricEndpoint::finish(Outgoing& m, Status status) {
+  if (m.finished) return;
+  if (status && --m.pending > 0) return;
+  m.finished = true;
+  m.bytes = {};
+  if (m.done) m.done(std::move(status));
+}
 
 FabricEndpoint::FabricEndpoint(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
@@ -84,7 +123,12 @@ FabricEndpoint::~FabricEndpoint() {
 
 Result<std::unique_ptr<FabricEndpoint>> FabricEndpoint::open(const FabricOptions& o) {
   auto impl = std::make_unique<Impl>();
-  impl->max_message = o.max_message;
+  impl->fragment_bytes = provider_message_limit();
+  if (getrandom(&impl->sender_token, sizeof impl->sender_token, 0) != sizeof impl->sender_token)
+    impl->sender_token = uint64_t(Clock::now().time_since_epoch().count()) ^ uint64_t(getpid()) << 32;
+  impl->reassembler.emplace(o.max_message, impl->fragment_bytes - kFragmentHeaderBytes,
+                            std::max(kReassemblyMemory, 8 * o.max_message),
+                            std::chrono::duration_cast<std::chrono::milliseconds>(kReassemblyTimeout));
   std::string where = "fabric provider " + o.provider + " at " + o.host + ":" + o.service;
   // rxm makes progress on connection requests only inside fi_cq_read, and at most once per
   // this many microseconds (10000 by default): a first message to a peer would wait that long.
@@ -138,10 +182,12 @@ Result<std::unique_ptr<FabricEndpoint>> FabricEndpoint::open(const FabricOptions
   if ((rc = fi_control(&im.cq->fid, FI_GETWAIT, &ep->wait_fd_)))
     return make_error(ErrorCode::kUnavailable, fi_error(where + ": no wait fd on the completion queue", rc));
 
-  im.arena = static_cast<std::byte*>(std::aligned_alloc(64, o.recv_buffers * o.max_message));
-  im.slots.resize(o.recv_buffers);
-  for (size_t i = 0; i < o.recv_buffers; ++i) {
-    im.slots[i].buf = im.arena + i * o.max_message;
+  // Receives are fragments: more buffers than messages expected at once, each small.
+  const size_t slots = std::max<size_t>(64, 4 * o.recv_buffers);
+  im.arena = static_cast<std::byte*>(std::aligned_alloc(64, slots * im.fragment_bytes));
+  im.slots.resize(slots);
+  for (size_t i = 0; i < slots; ++i) {
+    im.slots[i].buf = im.arena + i * im.fragment_bytes;
     if ((rc = im.post_recv(im.slots[i])))
       return make_error(ErrorCode::kUnavailable, fi_error(where + ": posting receive buffers", rc));
   }
@@ -221,27 +267,49 @@ void FabricEndpoint::send(PeerId peer, std::vector<std::byte> bytes, Clock::time
     if (done) done(make_error(ErrorCode::kInvalid, "send to an unknown peer handle " + std::to_string(peer)));
     return;
   }
-  auto op = std::make_unique<SendOp>();
-  op->peer = peer;
-  op->bytes = std::move(bytes);
-  op->deadline = deadline;
-  op->done = std::move(done);
+  Impl& im = *impl_;
+  const size_t payload = im.fragment_bytes - kFragmentHeaderBytes;
+  auto message = std::make_shared<Outgoing>();
+  message->bytes = std::move(bytes);
+  message->deadline = deadline;
+  message->done = std::move(done);
+  FragmentHeader h;
+  h.count = fragment_count(message->bytes.size(), payload);
+  h.total = uint32_t(message->bytes.size());
+  h.sender = im.sender_token;
+  h.message = im.next_message++;
+  message->pending = h.count;
   auto it = queued_.find(peer);
-  if (it == queued_.end()) {  // nothing ahead of it: try now
-    switch (post_send(op.get())) {
-      case Posted::kYes: op.release(); return;  // owned by the provider until it completes
-      case Posted::kFailed: return;
-      case Posted::kAgain: break;
+  bool behind = it != queued_.end();  // sends ahead of it wait: keep the order
+  for (uint32_t i = 0; i < h.count; ++i) {
+    auto op = std::make_unique<SendOp>();
+    op->peer = peer;
+    op->message = message;
+    h.index = i;
+    write_fragment_header(h, op->header);
+    op->offset = size_t(i) * payload;
+    op->length = std::min(payload, message->bytes.size() - std::min(message->bytes.size(), op->offset));
+    if (!behind) {
+      Posted posted = post_send(op.get());
+      if (posted == Posted::kYes) {
+        op.release();  // owned by the provider until it completes
+        continue;
+      }
+      if (posted == Posted::kFailed) return;  // `done` was told why; the other fragments are moot
+      behind = true;
     }
+    queued_[peer].push_back(std::move(op));
   }
-  queued_[peer].push_back(std::move(op));
 }
 
 FabricEndpoint::Posted FabricEndpoint::post_send(SendOp* op) {
+  if (op->message->finished) return Posted::kFailed;  // an earlier fragment failed
   Peer& p = peer_table_[op->peer];
   if (p.renew) reconnect(op->peer);
   if (p.renew) return Posted::kAgain;
-  ssize_t rc = fi_send(impl_->ep, op->bytes.data(), op->bytes.size(), nullptr, fi_addr_t(p.fi_addr), &op->ctx);
+  iovec iov[2] = {{op->header, kFragmentHeaderBytes}, {op->message->bytes.data() + op->offset, op->length}};
+  void* desc[2] = {nullptr, nullptr};
+  ssize_t rc = fi_sendv(impl_->ep, iov, desc, op->length ? 2 : 1, fi_addr_t(p.fi_addr), &op->ctx);
   if (rc == 0) {
     op->generation = p.generation;
     p.stuck_since = {};
@@ -253,7 +321,7 @@ FabricEndpoint::Posted FabricEndpoint::post_send(SendOp* op) {
     else if (now - p.stuck_since > kReconnectAfter) reconnect(op->peer);
     return Posted::kAgain;
   }
-  if (op->done) op->done(make_error(ErrorCode::kUnreachable, fi_error("send", int(rc))));
+  finish(*op->message, make_error(ErrorCode::kUnreachable, fi_error("send", int(rc))));
   return Posted::kFailed;
 }
 
@@ -261,7 +329,7 @@ void FabricEndpoint::complete_send(SendOp* op, Status status) {
   std::unique_ptr<SendOp> owned(op);
   // Once per broken connection: the sends that were in flight on it all fail the same way.
   if (!status && owned->generation == peer_table_[owned->peer].generation) peer_table_[owned->peer].renew = true;
-  if (owned->done) owned->done(std::move(status));
+  finish(*owned->message, std::move(status));
 }
 
 int FabricEndpoint::retry_queued() {
@@ -273,10 +341,9 @@ int FabricEndpoint::retry_queued() {
       SendOp* op = q.front().get();
       Posted posted = post_send(op);
       if (posted == Posted::kAgain) {
-        if (now < op->deadline) break;
-        if (op->done)
-          op->done(make_error(ErrorCode::kUnreachable,
-                              "no connection to the peer's fabric endpoint before the deadline"));
+        if (now < op->message->deadline) break;
+        finish(*op->message, make_error(ErrorCode::kUnreachable,
+                                         "no connection to the peer's fabric endpoint before the deadline"));
       } else if (posted == Posted::kYes) {
         q.front().release();
       }
@@ -291,13 +358,15 @@ int FabricEndpoint::retry_queued() {
 int FabricEndpoint::progress() {
   Impl& im = *impl_;
   int events = 0;
-  // A few completions per call, then back to the loop: an endpoint whose completions keep
-  // coming (a pager's bulk port, 1 MiB replies back to back) must not starve the others on the
-  // same loop (its fault port: a fault waited 10-900 ms behind the prefetcher).
+  // A few messages per call, then back to the loop: an endpoint whose messages keep coming (a
+  // pager's bulk port, 1 MiB replies back to back) must not starve the others on the same loop
+  // (its fault port: a fault waited 10-900 ms behind the prefetcher). `handled` counts whole
+  // messages received and errors; `budget` bounds the fragments (completions) read per call.
   const int per_call = std::clamp(completions_per_turn_, 1, 16);
-  fi_cq_data_entry entries[16];
-  for (int handled = 0; handled < per_call;) {
-    ssize_t n = fi_cq_read(im.cq, entries, size_t(per_call - handled));
+  constexpr int kBatch = 16;
+  fi_cq_data_entry entries[kBatch];
+  for (int handled = 0, budget = 4 * kBatch; handled < per_call && budget > 0; budget -= kBatch) {
+    ssize_t n = fi_cq_read(im.cq, entries, kBatch);
     if (n == -FI_EAVAIL) {
       fi_cq_err_entry err{};
       if (fi_cq_readerr(im.cq, &err, 0) <= 0) break;
@@ -322,16 +391,28 @@ int FabricEndpoint::progress() {
       auto& e = entries[i];
       if (im.is_recv(e.op_context)) {
         auto* slot = static_cast<Impl::RecvSlot*>(e.op_context);
-        if (on_receive_) on_receive_(std::span<const std::byte>(slot->buf, e.len));
+        std::span<const std::byte> whole;
+        switch (im.reassembler->add(std::span<const std::byte>(slot->buf, e.len), Clock::now(), &whole)) {
+          case Reassembler::Outcome::kWhole:
+            ++handled;
+            if (on_receive_) on_receive_(whole);
+            break;
+          case Reassembler::Outcome::kPartial: break;
+          case Reassembler::Outcome::kRefused: ++receive_errors_; ++handled; break;
+        }
         im.post_recv(*slot);
       } else if (e.op_context) {
         complete_send(static_cast<SendOp*>(e.op_context), Status::Ok());
       }
     }
     events += int(n);
-    handled += int(n);
   }
   if (!queued_.empty()) events += retry_queued();
+  auto now = Clock::now();
+  if (now >= im.next_expiry) {
+    receive_errors_ += im.reassembler->expire(now);  // their senders died mid-message
+    im.next_expiry = now + std::chrono::seconds(1);
+  }
   return events;
 }
 

@@ -2,6 +2,9 @@
 // the provider chosen by configuration (tcp;ofi_rxm here, verbs;ofi_rxm or efa on RDMA
 // hardware). The only place in Ferry that includes <rdma/fabric.h>. Internal to dipc/.
 //
+// Messages of any size up to max_message travel as fragments that each fit the provider's
+// eager limit (fragment.h says why), rebuilt by the receiving endpoint.
+//
 // Progress is manual (tcp;ofi_rxm requires it): the owner calls progress() from its event
 // loop, watches wait_fd(), and sleeps no longer than sleep_limit() allows. The wait fd does not
 // signal a new peer's connection request, so an idle endpoint still polls every kIdlePoll: a
@@ -28,13 +31,13 @@ struct FabricOptions {
   std::string provider = "tcp;ofi_rxm";
   std::string host;            // address to bind, e.g. "127.0.0.2"
   std::string service = "0";   // port; "0" lets the kernel choose
-  size_t recv_buffers = 32;
+  size_t recv_buffers = 32;  // messages arriving at once; 4 fragment buffers (16 KiB) each
   // Transmit and receive queue depth. rxm backs every receive entry with a 16 KiB bounce
   // buffer, so its default (4096) costs a daemon 64 MiB; 256 is plenty for request/reply.
   // Process-wide: the first endpoint opened sets rxm's shared receive queue size.
   size_t queue_depth = 256;
-  size_t max_message = 256 * 1024;
-  // Completions handled per progress() call at most: 1 for an endpoint whose messages are big
+  size_t max_message = 256 * 1024;  // larger messages are refused by the receiver
+  // Messages received per progress() call at most: 1 for an endpoint whose messages are big
   // (a pager's bulk port), so that another endpoint on the same loop (its fault port) is polled
   // between any two of them.
   int completions_per_turn = 8;
@@ -78,13 +81,16 @@ class FabricEndpoint {
   int progress();
   int wait_fd() const { return wait_fd_; }
   std::chrono::milliseconds sleep_limit();
-  // Messages that arrived truncated or with a receive error.
+  // Messages or fragments that arrived truncated, malformed, over max_message, or with a receive
+  // error, and messages abandoned incomplete (their sender died mid-message).
   uint64_t receive_errors() const { return receive_errors_; }
 
  private:
   int completions_per_turn_ = 8;
   struct Impl;
   struct SendOp;
+  struct Outgoing;
+  void finish(Outgoing& message, Status status);
   explicit FabricEndpoint(std::unique_ptr<Impl> impl);
   enum class Posted { kYes, kAgain, kFailed };  // kFailed: `done` was told why
   Posted post_send(SendOp* op);

@@ -6,13 +6,15 @@
 #include <kj/exception.h>
 #include <kj/io.h>
 
+#include <chrono>
+#include <cstddef>
 #include <cstring>
 #include <string>
 
 namespace ferry::dipc {
 namespace {
 
-constexpr uint32_t kMagic = 0x31595246;  // "FRY1" little-endian
+constexpr uint32_t kMagic = 0x32595246;  // "FRY2" little-endian
 constexpr uint32_t kFlagMac = 1;
 
 struct Header {
@@ -20,6 +22,7 @@ struct Header {
   uint32_t flags;
   uint32_t body_len;
   uint32_t reserved;
+  int64_t sent_ms;
 };
 static_assert(sizeof(Header) == kFrameHeaderBytes);
 
@@ -40,25 +43,39 @@ Error bad(std::string what) { return make_error(ErrorCode::kBadMessage, std::mov
 
 }  // namespace
 
-Status seal_frame(capnp::MessageBuilder& message, ClusterKey* key,
-                  std::vector<std::byte>& out) {
+Status build_frame(capnp::MessageBuilder& message, bool authenticated, std::vector<std::byte>& out) {
   size_t body_bytes = capnp::computeSerializedSizeInWords(message) * sizeof(capnp::word);
-  size_t total = kFrameHeaderBytes + body_bytes + (key ? ClusterKey::kTagBytes : 0);
+  size_t total = kFrameHeaderBytes + body_bytes + (authenticated ? ClusterKey::kTagBytes : 0);
   if (total > kMaxFrameBytes)
     return make_error(ErrorCode::kInvalid, "message of " + std::to_string(total) +
                                                " bytes exceeds the frame limit of " +
                                                std::to_string(kMaxFrameBytes));
   out.clear();
   out.reserve(total);
-  Header h{kMagic, key ? kFlagMac : 0, uint32_t(body_bytes), 0};
+  Header h{kMagic, authenticated ? kFlagMac : 0, uint32_t(body_bytes), 0, 0};
   auto* hp = reinterpret_cast<const std::byte*>(&h);
   out.insert(out.end(), hp, hp + sizeof h);
   VectorOutput stream(out);
   capnp::writeMessage(stream, message);
-  if (key) {
-    auto tag = key->sign(std::span<const std::byte>(out.data(), out.size()));
-    out.insert(out.end(), tag.begin(), tag.end());
-  }
+  if (authenticated) out.resize(total);  // the tag's place
+  return Status::Ok();
+}
+
+void sign_frame(std::vector<std::byte>& frame, ClusterKey& key, int64_t sent_ms) {
+  std::memcpy(frame.data() + offsetof(Header, sent_ms), &sent_ms, sizeof sent_ms);
+  size_t signed_bytes = frame.size() - ClusterKey::kTagBytes;
+  auto tag = key.sign(std::span<const std::byte>(frame.data(), signed_bytes));
+  std::memcpy(frame.data() + signed_bytes, tag.data(), tag.size());
+}
+
+int64_t frame_clock_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Status seal_frame(capnp::MessageBuilder& message, ClusterKey* key, std::vector<std::byte>& out) {
+  if (Status s = build_frame(message, key != nullptr, out); !s) return s;
+  if (key) sign_frame(out, *key, frame_clock_ms());
   return Status::Ok();
 }
 
@@ -85,6 +102,12 @@ Result<std::unique_ptr<Inbound>> open_frame(std::span<const std::byte> bytes, co
       return make_error(ErrorCode::kUnauthorized, "frame MAC does not match the cluster key");
   }
   auto in = std::make_unique<Inbound>();
+  if (has_mac) {
+    auto tag = bytes.subspan(kFrameHeaderBytes + h.body_len, ClusterKey::kTagBytes);
+    std::memcpy(&in->origin_.session, tag.data(), 8);
+    std::memcpy(&in->origin_.counter, tag.data() + 8, 4);
+    in->origin_.sent_ms = h.sent_ms;
+  }
   in->word_count_ = h.body_len / sizeof(capnp::word);
   in->words_.reset(new capnp::word[in->word_count_]);
   std::memcpy(in->words_.get(), bytes.data() + kFrameHeaderBytes, h.body_len);

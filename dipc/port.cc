@@ -77,6 +77,7 @@ Status PortCore::start() {
   auto key = ClusterKey::load(options_.key_file);
   if (!key) return key.error();
   key_.emplace(std::move(key).value());
+  replay_.emplace(options_.replay, frame_clock_ms());
   auto fabric = FabricEndpoint::open(options_.fabric);
   if (!fabric) return fabric.error();
   fabric_ = std::move(fabric).value();
@@ -135,7 +136,7 @@ void PortCore::call(const std::string& to, uint64_t type, std::string type_name,
   env.setBodyType(type);
   fill(env.getBody());
   std::vector<std::byte> frame;
-  if (Status s = seal_frame(message, &*key_, frame); !s)
+  if (Status s = build_frame(message, /*authenticated=*/true, frame); !s)
     return fail_soon(make_error(s.error().code, request_label(id, type_name, to) + ": " + s.error().message));
 
   auto timeout = options.timeout.count() > 0 ? options.timeout : options_.request_timeout;
@@ -216,6 +217,7 @@ void PortCore::send_request(uint64_t id, const std::string& address) {
   std::weak_ptr<PortCore> weak = weak_from_this();
   std::string where = address.empty() ? options_.master : FabricEndpoint::describe(address);
   counters_.sent++;
+  sign_frame(frame, *key_, frame_clock_ms());
   fabric_->send(peer.value(), std::move(frame), deadline, [weak, id, where](Status s) {
     if (s) return;
     auto core = weak.lock();
@@ -242,17 +244,19 @@ void PortCore::finish(uint64_t id, Result<std::unique_ptr<Inbound>> result) {
 
 // ---- Incoming frames -----------------------------------------------------------------------
 
-void PortCore::count_bad(const Error& e, uint64_t local_conn) {
-  if (e.code == ErrorCode::kUnauthorized)
+void PortCore::count_bad(const Error& e, uint64_t local_conn, bool replay) {
+  if (replay)
+    counters_.replayed++;
+  else if (e.code == ErrorCode::kUnauthorized)
     counters_.rejected++;
   else
     counters_.dropped++;
   auto now = std::chrono::steady_clock::now();
   if (now - last_drop_log_ >= std::chrono::seconds(1)) {
     last_drop_log_ = now;
-    spdlog::warn("port {} dropped a message from {}: {} ({} dropped, {} rejected so far)", options_.name,
-                 local_conn ? "the control socket" : "the fabric", e.message, counters_.dropped,
-                 counters_.rejected);
+    spdlog::warn("port {} dropped a message from {}: {} ({} dropped, {} rejected, {} replayed so far)",
+                 options_.name, local_conn ? "the control socket" : "the fabric", e.message, counters_.dropped,
+                 counters_.rejected, counters_.replayed);
   }
 }
 
@@ -260,6 +264,11 @@ void PortCore::on_frame(std::span<const std::byte> bytes, uint64_t local_conn) {
   // The unix socket is authenticated by the kernel; the fabric by the cluster key.
   auto in = open_frame(bytes, local_conn ? nullptr : &*key_);
   if (!in) return count_bad(in.error(), local_conn);
+  if (!local_conn) {
+    const FrameOrigin& o = in.value()->origin();
+    std::string why = replay_->admit(o.session, o.counter, o.sent_ms, frame_clock_ms());
+    if (!why.empty()) return count_bad(make_error(ErrorCode::kBadMessage, why), local_conn, /*replay=*/true);
+  }
   try {
     if (faults_->armed() && inject_inbound(bytes, *in.value(), local_conn)) return;
     dispatch(std::move(in).value(), local_conn);
@@ -314,6 +323,7 @@ void PortCore::dispatch(std::unique_ptr<Inbound> in, uint64_t local_conn) {
     uint64_t id = env.getRequestId();
     auto it = pending_.find(id);
     if (it == pending_.end()) {
+      counters_.late++;
       spdlog::debug("port {}: late or unknown reply {} from {}", options_.name, id, env.getFrom().cStr());
       return;
     }
@@ -388,7 +398,7 @@ void PortCore::answer(const Request& request, uint64_t type,
   }
   std::vector<std::byte> frame;
   bool local = request.local_conn_ != 0;
-  if (Status s = seal_frame(message, local ? nullptr : &*key_, frame); !s) {
+  if (Status s = build_frame(message, /*authenticated=*/!local, frame); !s) {
     spdlog::error("port {}: reply to request {} from {} cannot be sent: {}", options_.name, req.getRequestId(),
                   request.caller_.port, s.error().message);
     return;
@@ -428,6 +438,7 @@ void PortCore::send_reply_frame(std::vector<std::byte> frame, uint64_t local_con
     spdlog::warn("port {}: cannot answer {}: {}", options_.name, to, peer.error().message);
     return;
   }
+  sign_frame(frame, *key_, frame_clock_ms());  // each copy anew: a receiver takes a frame once
   fabric_->send(peer.value(), std::move(frame), std::chrono::steady_clock::now() + options_.request_timeout,
                 [name = options_.name, to](Status s) {
                   if (!s) spdlog::warn("port {}: reply to {} was not delivered: {}", name, to, s.error().message);

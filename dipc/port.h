@@ -39,6 +39,7 @@
 #include "dipc/fabric.h"
 #include "dipc/faults.h"
 #include "dipc/frame.h"
+#include "dipc/replay_guard.h"
 #include "dipc/status.h"
 
 namespace ferry::dipc {
@@ -52,6 +53,7 @@ struct PortOptions {
   std::filesystem::path control_socket;     // unix socket for the CLI; empty: none
   std::chrono::milliseconds request_timeout{2000};
   std::chrono::milliseconds register_retry{200};  // while the master cannot be reached
+  ReplayPolicy replay;  // which authenticated frames are refused as replays (replay_guard.h)
 };
 
 struct Caller {
@@ -68,6 +70,8 @@ struct CallOptions {
 
 struct PortCounters {
   uint64_t received = 0, sent = 0, dropped = 0, rejected = 0, timeouts = 0, unreachable = 0;
+  uint64_t replayed = 0;  // authenticated, but seen before, too old, or beyond the window
+  uint64_t late = 0;      // replies to no request of ours that is waiting (it timed out)
 };
 
 // A decoded message of a known type that owns its bytes.

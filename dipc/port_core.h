@@ -45,6 +45,7 @@ class PortCore : public std::enable_shared_from_this<PortCore> {
   EventLoop& loop_;
   std::unique_ptr<FabricEndpoint> fabric_;
   std::optional<ClusterKey> key_;
+  std::optional<ReplayGuard> replay_;
   std::unordered_map<uint64_t, Port::Handler> handlers_;
   std::function<std::optional<std::string>(const std::string&)> resolver_;
   // Port name -> fabric address and when the master said so. Trusted for kResolveTtl: a port
@@ -84,7 +85,8 @@ class PortCore : public std::enable_shared_from_this<PortCore> {
   void dispatch(std::unique_ptr<Inbound> in, uint64_t local_conn);
   // An armed fault for this inbound frame: applies it; true if the frame was consumed.
   bool inject_inbound(std::span<const std::byte> bytes, const Inbound& in, uint64_t local_conn);
-  void count_bad(const Error& e, uint64_t local_conn);
+  // A frame refused: counted as dropped, rejected (kUnauthorized) or replayed, and logged.
+  void count_bad(const Error& e, uint64_t local_conn, bool replay = false);
   void accept_local();
   void read_local(uint64_t conn);
   void drop_local(uint64_t conn);

@@ -81,6 +81,8 @@ void PortCore::serve_builtins() {
       c.setRejected(k.rejected);
       c.setTimeouts(k.timeouts);
       c.setUnreachable(k.unreachable);
+      c.setReplayed(k.replayed);
+      c.setLate(k.late);
     };
     auto ping = req.body<wire::Ping>();
     uint32_t delay = std::min(ping.getDelayMs(), kMaxPingDelayMs);

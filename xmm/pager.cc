@@ -49,6 +49,7 @@ Pager::~Pager() {
 Result<std::unique_ptr<Pager>> Pager::start(dipc::Port& port, PagerOptions options) {
   options.bulk.fabric.max_message = kPagerMaxMessage;
   options.bulk.fabric.recv_buffers = 16;
+  options.bulk.fabric.queue_depth = 1024;  // a 1 MiB reply is 66 fragments, and 8 are in flight
   options.bulk.fabric.completions_per_turn = 1;  // the fault port is polled between any two bulk messages
   auto bulk = dipc::Port::open(options.bulk, port.loop());
   if (!bulk) return bulk.error();

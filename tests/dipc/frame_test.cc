@@ -108,7 +108,7 @@ TEST(Frame, RandomBytesNeverCrashTheDecoder) {
   for (int trial = 0; trial < 10000; ++trial) {
     std::vector<std::byte> junk(rng() % 2048);
     for (auto& b : junk) b = std::byte(rng());
-    if (junk.size() >= 4 && trial % 2) std::memcpy(junk.data(), "FRY1", 4);  // get past the magic too
+    if (junk.size() >= 4 && trial % 2) std::memcpy(junk.data(), "FRY2", 4);  // get past the magic too
     EXPECT_FALSE(open_frame(junk, &key).ok());
     EXPECT_FALSE(open_frame(junk, nullptr).ok() && junk.size() < kFrameHeaderBytes);
   }
