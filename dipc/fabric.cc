@@ -342,7 +342,8 @@ int FabricEndpoint::retry_queued() {
       Posted posted = post_send(op);
       if (posted == Posted::kAgain) {
         if (now < op->message->deadline) break;
-        finish(*op->message, make_error(ErrorCode::kUnreachable,
+        // kTimeout: it never left, so the caller may send it elsewhere without a duplicate.
+        finish(*op->message, make_error(ErrorCode::kTimeout,
                                          "no connection to the peer's fabric endpoint before the deadline"));
       } else if (posted == Posted::kYes) {
         q.front().release();

@@ -74,6 +74,7 @@ class FabricEndpoint {
   // Sends a message. Never blocks: when the provider cannot take it now (for instance while
   // the connection is being made, or forever when nobody listens at the address) it stays
   // queued, in order, and is retried during progress() until `deadline`, when `done` gets
+  // kTimeout (it never left whole: it may be sent elsewhere); a send that failed gets
   // kUnreachable. `done` runs on the loop thread once the send completed or failed.
   void send(PeerId peer, std::vector<std::byte> bytes, Clock::time_point deadline, SendDone done);
 

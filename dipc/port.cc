@@ -140,7 +140,7 @@ void PortCore::call(const std::string& to, uint64_t type, std::string type_name,
     return fail_soon(make_error(s.error().code, request_label(id, type_name, to) + ": " + s.error().message));
 
   auto timeout = options.timeout.count() > 0 ? options.timeout : options_.request_timeout;
-  Pending p{to, std::move(type_name), type, timeout, std::move(done), 0};
+  Pending p{to, std::move(type_name), type, timeout, std::chrono::steady_clock::now() + timeout, std::move(done), 0};
   std::weak_ptr<PortCore> weak = weak_from_this();
   p.timer = loop_.after(timeout, [weak, id] {
     auto core = weak.lock();
@@ -155,24 +155,32 @@ void PortCore::call(const std::string& to, uint64_t type, std::string type_name,
   });
   pending_.emplace(id, std::move(p));
   unsent_.emplace(id, std::move(frame));
+  route(id, /*use_cache=*/true);
+}
 
+void PortCore::route(uint64_t id, bool use_cache) {
+  auto pit = pending_.find(id);
+  if (pit == pending_.end()) return;
+  const std::string to = pit->second.to;
+  const auto timeout = pit->second.timeout;
+  std::weak_ptr<PortCore> weak = weak_from_this();
   // Resolve the destination: cache, own table (master), bootstrap address, or the name service.
   std::optional<std::string> stale;
-  if (auto it = resolved_.find(to); it != resolved_.end()) {
+  if (auto it = resolved_.find(to); use_cache && it != resolved_.end()) {
     // Fresh, or the master is away (heartbeats failing): the last known address is the best.
     if (std::chrono::steady_clock::now() - it->second.at < kResolveTtl || !master_reachable_)
-      return send_request(id, it->second.address);
+      return send_request(id, it->second.address, /*cached=*/true);
     stale = it->second.address;
   }
   if (resolver_) {
-    if (auto addr = resolver_(to)) return send_request(id, *addr);
+    if (auto addr = resolver_(to)) return send_request(id, *addr, false);
     counters_.unreachable++;
     return finish(id, make_error(ErrorCode::kUnknownPort, "no port named '" + to + "' is registered"));
   }
   if (to == "master") {
     auto peer = fabric_->peer_by_text(options_.master);
     if (!peer) return finish(id, peer.error());
-    return send_request(id, "");
+    return send_request(id, "", false);
   }
   // With a last known address to fall back on, do not spend the request's time on the master.
   auto resolve_timeout = stale ? std::min<std::chrono::milliseconds>(timeout / 4, std::chrono::milliseconds(500)) : timeout;
@@ -184,7 +192,7 @@ void PortCore::call(const std::string& to, uint64_t type, std::string type_name,
          auto& p = core->pending_.at(id);
          if (!r && stale && r.error().code != ErrorCode::kUnknownPort) {
            core->resolved_[to] = Resolved{*stale, std::chrono::steady_clock::now()};
-           return core->send_request(id, *stale);
+           return core->send_request(id, *stale, false);
          }
          if (!r) {
            Error e = r.error();
@@ -198,34 +206,52 @@ void PortCore::call(const std::string& to, uint64_t type, std::string type_name,
          std::string address(reinterpret_cast<const char*>(reply.getAddress().begin()),
                              reply.getAddress().size());
          core->resolved_[to] = Resolved{address, std::chrono::steady_clock::now()};
-         core->send_request(id, address);
+         core->send_request(id, address, false);
        },
        CallOptions{resolve_timeout, std::nullopt});
 }
 
-void PortCore::send_request(uint64_t id, const std::string& address) {
+void PortCore::send_request(uint64_t id, const std::string& address, bool cached) {
   auto frame_it = unsent_.find(id);
   auto pending_it = pending_.find(id);
   if (frame_it == unsent_.end() || pending_it == pending_.end()) return;
-  auto frame = std::move(frame_it->second);
-  unsent_.erase(frame_it);
   const std::string& to = pending_it->second.to;
   auto peer = address.empty() ? fabric_->peer_by_text(options_.master) : fabric_->peer(address);
   if (!peer) return finish(id, make_error(peer.error().code, request_label(id, pending_it->second.type_name, to) +
                                                                  ": " + peer.error().message));
-  auto deadline = std::chrono::steady_clock::now() + pending_it->second.timeout;
+  // An address from the cache may be that of a port that has since restarted elsewhere: nobody
+  // takes the connection there, and the send would wait out the whole request. So it gets a
+  // short while (kStaleAfter) to go out; if it could not, the name is resolved afresh and the
+  // frame goes to the address the master knows now. A frame that never left cannot arrive twice.
+  auto deadline = pending_it->second.deadline;
+  std::vector<std::byte> frame;
+  if (cached && address != "" && deadline - std::chrono::steady_clock::now() > 2 * kStaleAfter) {
+    deadline = std::chrono::steady_clock::now() + kStaleAfter;
+    frame = frame_it->second;  // kept for the retry
+  } else {
+    cached = false;
+    frame = std::move(frame_it->second);
+    unsent_.erase(frame_it);
+  }
   std::weak_ptr<PortCore> weak = weak_from_this();
   std::string where = address.empty() ? options_.master : FabricEndpoint::describe(address);
   counters_.sent++;
   sign_frame(frame, *key_, frame_clock_ms());
-  fabric_->send(peer.value(), std::move(frame), deadline, [weak, id, where](Status s) {
-    if (s) return;
+  fabric_->send(peer.value(), std::move(frame), deadline, [weak, id, where, cached](Status s) {
     auto core = weak.lock();
     if (!core) return;
     auto it = core->pending_.find(id);
-    if (it == core->pending_.end()) return;
-    core->counters_.unreachable++;
+    if (s || it == core->pending_.end()) {
+      core->unsent_.erase(id);
+      return;
+    }
     core->resolved_.erase(it->second.to);
+    if (cached && s.error().code == ErrorCode::kTimeout) {
+      spdlog::info("port {}: {} could not reach {} at {}, its last known address; asking the master again",
+                   core->options_.name, request_label(id, it->second.type_name, it->second.to), it->second.to, where);
+      return core->route(id, /*use_cache=*/false);
+    }
+    core->counters_.unreachable++;
     core->finish(id, make_error(ErrorCode::kUnreachable,
                                 request_label(id, it->second.type_name, it->second.to) + " at " + where +
                                     ": " + s.error().message));

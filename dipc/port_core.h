@@ -71,6 +71,7 @@ class PortCore : public std::enable_shared_from_this<PortCore> {
     std::string type_name;
     uint64_t type = 0;
     std::chrono::milliseconds timeout;
+    std::chrono::steady_clock::time_point deadline;
     Port::RawDone done;
     EventLoop::TimerId timer = 0;
   };
@@ -80,7 +81,11 @@ class PortCore : public std::enable_shared_from_this<PortCore> {
     int pid = 0;
   };
 
-  void send_request(uint64_t id, const std::string& address);
+  // Finds where the request's port is (cache, resolver, bootstrap, master) and sends it there.
+  void route(uint64_t id, bool use_cache);
+  // `cached`: the address came from the cache and may be stale (see port.cc).
+  void send_request(uint64_t id, const std::string& address, bool cached);
+  static constexpr std::chrono::milliseconds kStaleAfter{300};
   void finish(uint64_t id, Result<std::unique_ptr<Inbound>> result);
   void dispatch(std::unique_ptr<Inbound> in, uint64_t local_conn);
   // An armed fault for this inbound frame: applies it; true if the frame was consumed.

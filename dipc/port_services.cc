@@ -220,7 +220,9 @@ void PortCore::start_registration() {
 }
 
 void PortCore::unregister(std::function<void()> then) {
-  if (!registered_ || closed_) return then();
+  // Also while a registration is in flight: the master may have taken it already (a daemon
+  // stopped right after it started left its ports listed until its node was declared dead).
+  if (options_.master.empty() || closed_ || !master_reachable_) return then();
   registered_ = false;
   call("master", capnp::typeId<wire::UnregisterPort>(), "UnregisterPort",
        [this](capnp::AnyPointer::Builder b) { b.initAs<wire::UnregisterPort>().setName(options_.name); },

@@ -96,6 +96,7 @@ pid_t spawn_stub(const std::filesystem::path& stub, const RestoreOptions& o, int
     _exit(127);
   };
   if (o.new_session) ::setsid();
+  if (o.die_with_parent && (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() == 1)) fail(ESRCH);
   int tmp[3];
   for (int i = 0; i < 3; ++i) {
     int src = o.stdio[i] >= 0 ? o.stdio[i] : ::open("/dev/null", O_RDWR);

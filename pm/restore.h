@@ -44,6 +44,9 @@ struct RestoreOptions {
   // stderr when those were pipes, sockets or terminals (-1: /dev/null).
   int stdio[3] = {0, 1, 2};
   bool new_session = false;  // setsid() in the restored process (a detached restore)
+  // The restored process gets SIGKILL when the thread that restored it dies (tests: nothing
+  // of theirs outlives a test binary killed by a timeout).
+  bool die_with_parent = false;
   bool lazy = false;         // the userfaultfd variant (see above)
   uint64_t uffd_features = 0;  // UFFD_FEATURE_* asked with UFFDIO_API (lazy only)
 };

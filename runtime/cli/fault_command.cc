@@ -16,8 +16,8 @@ struct Daemon {
   std::unique_ptr<dipc::LocalClient> client;
 };
 
-// The daemons of NODE that answer on their sockets.
-Result<std::vector<Daemon>> daemons_of(const Context& ctx, const std::string& node) {
+// The daemons of NODE that answer on their sockets; `silent` says which do not, and why.
+Result<std::vector<Daemon>> daemons_of(const Context& ctx, const std::string& node, std::string* silent = nullptr) {
   std::vector<std::pair<std::string, std::string>> roles;
   if (node == "master")
     roles = {{"master", ""}};
@@ -34,6 +34,7 @@ Result<std::vector<Daemon>> daemons_of(const Context& ctx, const std::string& no
     out.push_back({n.empty() ? role : role + "@" + n, std::move(c).value()});
   }
   if (out.empty()) return make_error(ErrorCode::kNotFound, "no daemon of " + node + " answers: " + missing);
+  if (silent) *silent = missing;
   return out;
 }
 
@@ -41,7 +42,8 @@ Result<std::vector<Daemon>> daemons_of(const Context& ctx, const std::string& no
 
 int fault_set(const Context& ctx, const std::string& node, const std::string& point, const std::string& action,
               int delay_ms, int count) {
-  auto ds = daemons_of(ctx, node);
+  std::string silent;
+  auto ds = daemons_of(ctx, node, &silent);
   if (!ds) {
     std::cerr << "ferry: fault set: " << ds.error().message << "\n";
     return 1;
@@ -49,7 +51,10 @@ int fault_set(const Context& ctx, const std::string& node, const std::string& po
   std::string known;
   for (auto& d : ds.value()) {
     auto list = d.client->call<dipc::wire::ListFaults, dipc::wire::FaultList>([](auto) {});
-    if (!list) continue;
+    if (!list) {
+      silent += (silent.empty() ? "" : "; ") + d.name + ": " + list.error().message;
+      continue;
+    }
     bool here = false;
     for (auto p : list.value().get().getPoints()) {
       known += (known.empty() ? "" : ", ") + std::string(p.getName().cStr());
@@ -71,7 +76,10 @@ int fault_set(const Context& ctx, const std::string& node, const std::string& po
                              count == 0 ? "every time" : fmt::format("{} time(s)", count));
     return 0;
   }
-  std::cerr << "ferry: fault set: " << node << " has no fault point '" << point << "' (points: " << known << ")\n";
+  std::cerr << "ferry: fault set: " << node << " has no fault point '" << point << "' (points: " << known << ")";
+  // A daemon that did not answer may be the one with the point (the pager's "install").
+  if (!silent.empty()) std::cerr << "; not asked, for they do not answer: " << silent;
+  std::cerr << "\n";
   return 1;
 }
 

@@ -14,6 +14,59 @@ namespace ferry::testing {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+// The reaper: a shell in its own session that outlives this process. It learns of every test
+// cluster (a line "up ROOT NAME" on its stdin, "gone ROOT NAME" once cleaned up or kept on
+// purpose), and when its stdin ends (this process exited, however: a timeout's SIGKILL, SIGTERM,
+// a crash) it brings down the clusters still listed and removes their state roots. So a test
+// run that is killed leaves no daemon, namespace or state directory behind.
+constexpr const char* kReaperScript = R"(
+clusters=
+while read -r verb root name; do
+  case "$verb" in
+    up) clusters="$clusters$root $name
+" ;;
+    gone) clusters=$(printf '%s' "$clusters" | grep -vxF "$root $name")
+          [ -n "$clusters" ] && clusters="$clusters
+" ;;
+  esac
+done
+printf '%s' "$clusters" | while read -r root name; do
+  [ -n "$root" ] || continue
+  FERRY_STATE_ROOT="$root" "$1" --cluster "$name" cluster down >/dev/null 2>&1
+  rm -rf "$root"
+done
+)";
+
+int start_reaper() {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) return -1;  // our end must not leak into the daemons we start
+  std::string ferry_bin = std::string(FERRY_BIN_DIR) + "/ferry";  // before fork: no malloc after
+  pid_t pid = fork();
+  if (pid == 0) {
+    setsid();  // a kill of our process group spares it
+    dup2(p[0], 0);
+    int null = open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    dup2(null, 2);
+    close_range(3, ~0u, 0);
+    execl("/bin/sh", "sh", "-c", kReaperScript, "ferry-test-reaper", ferry_bin.c_str(), nullptr);
+    _exit(127);
+  }
+  close(p[0]);
+  return pid > 0 ? p[1] : -1;
+}
+
+void tell_reaper(const std::string& verb, const fs::path& root, const std::string& name) {
+  static int fd = start_reaper();
+  if (fd < 0) return;
+  std::string line = verb + " " + root.string() + " " + name + "\n";
+  [[maybe_unused]] ssize_t n = write(fd, line.data(), line.size());
+}
+
+}  // namespace
+
 CommandResult ferry(const fs::path& state_root, const std::vector<std::string>& args) {
   int out[2], err[2];
   if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) return {};
@@ -62,13 +115,16 @@ TestCluster::TestCluster(std::string name) : name_(std::move(name)) {
   std::random_device rd;
   root_ = fs::temp_directory_path() / ("ferry-test-" + std::to_string(getpid()) + "-" + std::to_string(rd() % 100000));
   fs::create_directories(root_);
+  tell_reaper("up", root_, name_);
 }
 
 TestCluster::~TestCluster() {
-  if (keep_) return;
-  if (is_up_ || fs::exists(dir())) down();
-  std::error_code ec;
-  fs::remove_all(root_, ec);
+  if (!keep_) {
+    if (is_up_ || fs::exists(dir())) down();
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+  }
+  tell_reaper("gone", root_, name_);
 }
 
 CommandResult TestCluster::up(const std::vector<std::string>& extra) {

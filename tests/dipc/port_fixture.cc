@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/wait.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -74,8 +75,10 @@ ServerProcess::ServerProcess(const fs::path& key, const fs::path& socket_dir, co
     : socket_dir_(socket_dir) {
   int p[2];
   if (pipe(p) != 0) throw std::runtime_error("pipe");
+  pid_t parent = getpid();
   pid_ = fork();
   if (pid_ == 0) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(125);  // dies with the test
     close(p[0]);
     std::string spec = key.string() + ";" + socket_dir.string() + ";" + service + ";" + name + ";" + master + ";" +
                        std::to_string(p[1]);

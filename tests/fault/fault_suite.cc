@@ -69,7 +69,9 @@ class Suite {
   TestCluster& cluster(bool netns) {
     auto& c = netns ? netns_cluster_ : cluster_;
     if (!c) {
-      c = std::make_unique<TestCluster>((netns ? "fsn" : "fs") + std::to_string(getpid()));
+      // A new name each time: a cluster kept for a post-mortem keeps its namespaces.
+      c = std::make_unique<TestCluster>((netns ? "fsn" : "fs") + std::to_string(getpid() % 100000) + "-" +
+                                        std::to_string(builds_++ % 100));
       std::vector<std::string> args{"--nodes", "3", "--heartbeat-ms", "250"};
       if (netns) args.push_back("--netns");
       auto r = c->up(args);
@@ -150,6 +152,62 @@ class Suite {
     return {Outcome::kSurvived, ""};
   }
 
+  // What is wrong with a cluster, "" when nothing: every node alive with its agent, pager and
+  // bulk ports registered, and no job still running or moving. Waits up to `patience` for a
+  // node that is coming back (a restart just done).
+  static std::string problems(TestCluster& c, std::chrono::seconds patience) {
+    auto deadline = Clock::now() + patience;
+    for (;;) {
+      std::string bad;
+      auto nodes = c.nodes_json();
+      for (std::string n : {"n1", "n2", "n3"}) {
+        const nlohmann::json* node = nullptr;
+        for (const auto& x : nodes)
+          if (x.is_object() && x.value("name", "") == n) node = &x;
+        if (!node) {
+          bad += n + " is not listed; ";
+          continue;
+        }
+        if (node->value("state", "") != "alive") bad += n + " is " + node->value("state", "?") + "; ";
+        std::string ports;
+        if (node->contains("ports"))
+          for (const auto& p : (*node)["ports"]) ports += p.value("name", "") + " ";
+        for (std::string want : {"agent@", "pager@", "pager-bulk@"})
+          if (ports.find(want + n + " ") == std::string::npos) bad += want + n + " is not registered; ";
+      }
+      auto ps = c.run({"ps", "--json"});
+      auto jobs = nlohmann::json::parse(ps.out.empty() ? "[]" : ps.out, nullptr, false);
+      if (ps.status != 0 || !jobs.is_array()) bad += "ps failed: " + ps.err + "; ";
+      else
+        for (const auto& j : jobs) {
+          std::string st = j.value("state", "");
+          if (st != "exited" && st != "lost") bad += "gpid " + std::to_string(j.value("gpid", 0ull)) + " is still " + st + "; ";
+        }
+      if (bad.empty() || Clock::now() > deadline) return bad;
+      std::this_thread::sleep_for(200ms);
+    }
+  }
+
+  // After a trial: "" when every cluster is whole again; else what is wrong, and the broken
+  // cluster is taken down, to be built afresh by the next trial that needs it.
+  std::string check_and_rebuild() {
+    std::string broken;
+    for (auto* c : {&cluster_, &netns_cluster_}) {
+      if (!*c) continue;
+      std::string bad = problems(**c, 15s);
+      if (bad.empty()) continue;
+      broken += (*c)->name() + ": " + bad;
+      if (keep_broken) {  // for a post-mortem: left as it is, and a new one is built
+        (*c)->keep();
+        broken += "kept at FERRY_STATE_ROOT=" + (*c)->root().string() + "; ";
+      }
+      c->reset();
+    }
+    return broken;
+  }
+
+  bool keep_broken = false;
+  int builds_ = 0;
   std::mt19937 rng_;
   std::unique_ptr<TestCluster> cluster_, netns_cluster_;
   std::map<std::string, std::string> references_;
@@ -350,6 +408,7 @@ int main(int argc, char** argv) {
             << std::endl;
   ::signal(SIGPIPE, SIG_IGN);
   Suite suite(seed);
+  suite.keep_broken = keep;
   struct Tally {
     int trials = 0, survived = 0, lost = 0, failed = 0;
   };
@@ -363,6 +422,12 @@ int main(int argc, char** argv) {
       o = run(suite);
     } catch (const std::exception& e) {
       o = {Outcome::kFailed, e.what()};
+    }
+    // Each trial starts from a whole cluster: one that a trial left broken fails that trial, with
+    // the cause, and is rebuilt, so that the trials after it are not failed by it.
+    if (std::string broken = suite.check_and_rebuild(); !broken.empty()) {
+      if (o.kind != Outcome::kFailed) o = {Outcome::kFailed, ""};
+      o.detail += (o.detail.empty() ? "" : "; ") + std::string("left the cluster broken: ") + broken + "(rebuilt)";
     }
     auto& t = tally[name];
     ++t.trials;

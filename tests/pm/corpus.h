@@ -3,6 +3,8 @@
 #pragma once
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,8 +43,11 @@ struct TempDir {
 
 // A program started by the test with stdout and stderr in a file and stdin from `stdin_fd`.
 inline pid_t start(const std::vector<std::string>& argv, const fs::path& out, int stdin_fd, const fs::path& cwd) {
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid == 0) {
+    // Dies with the test binary, whatever kills it (a timeout's SIGKILL included).
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(125);
     int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(stdin_fd >= 0 ? stdin_fd : open("/dev/null", O_RDONLY), 0);
     dup2(fd, 1);

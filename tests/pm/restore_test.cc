@@ -37,6 +37,7 @@ Result<pid_t> move_once(pid_t pid, int stdin_fd, RestoreStats* stats = nullptr) 
   RestoreOptions options;
   options.stub = std::string(FERRY_BIN_DIR) + "/ferry-restore-stub";
   options.stdio[0] = stdin_fd;
+  options.die_with_parent = true;
   auto restored = RestoredProcess::build(
       image.asReader(), [&](const PageSink& sink) { return frozen.value()->read_pages(image.asReader(), sink); },
       options);
@@ -125,6 +126,12 @@ TEST(Restore, SignalsPendingAtTheFreezeArriveOnceEach) {
   TempDir dir;
   fs::path out = dir.path / "out.txt";
   pid_t pid = start({program("signal_ledger"), std::to_string(std::random_device{}() % 1000)}, out, -1, dir.path);
+  struct KillOnFailure {  // a failed assertion returns early: the job must not spin on
+    pid_t& pid;
+    ~KillOnFailure() {
+      if (pid > 0) ::kill(pid, SIGKILL), waitpid(pid, nullptr, 0);
+    }
+  } guard{pid};
   for (int i = 0; i < 200 && slurp(out).find("ready") == std::string::npos; ++i) std::this_thread::sleep_for(5ms);
   std::mt19937 rng(std::random_device{}());
   for (int i = 0; i < 40; ++i) {
@@ -135,6 +142,7 @@ TEST(Restore, SignalsPendingAtTheFreezeArriveOnceEach) {
   }
   ::kill(pid, SIGUSR1);
   EXPECT_EQ(wait_exit(pid), 0);
+  pid = -1;
   std::string o = slurp(out);
   auto at = o.find("ledger ");
   ASSERT_NE(at, std::string::npos) << o;
