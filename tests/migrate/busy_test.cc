@@ -7,6 +7,7 @@
 // silent node is suspected and probed, and the probe is answered once the node runs again.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,6 +34,7 @@ class CpuHog {
     for (long i = 0; i < std::max(1L, cpus); ++i) {
       pid_t pid = fork();
       if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives the test
         setpriority(PRIO_PROCESS, 0, -10);
         for (;;) asm volatile("" ::: "memory");
       }
