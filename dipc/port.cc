@@ -191,8 +191,10 @@ void PortCore::route(uint64_t id, bool use_cache) {
          if (!core || !core->pending_.count(id)) return;
          auto& p = core->pending_.at(id);
          if (!r && stale && r.error().code != ErrorCode::kUnknownPort) {
+           // The master is slow or away: try the last known address, but only briefly if it
+           // takes no connection (its port may have restarted elsewhere): then ask again.
            core->resolved_[to] = Resolved{*stale, std::chrono::steady_clock::now()};
-           return core->send_request(id, *stale, false);
+           return core->send_request(id, *stale, /*cached=*/true);
          }
          if (!r) {
            Error e = r.error();

@@ -67,7 +67,8 @@ std::vector<std::string> common_args(const ClusterLayout& layout, const ClusterU
           "--heartbeat-ms", std::to_string(o.heartbeat_ms), "--log-level", o.log_level};
 }
 
-// Waits until every node has an agent and a pager registered and alive, as the master sees it.
+// Waits until every node has an agent and a pager (both its ports) registered and alive, as the
+// master sees it.
 Status wait_until_ready(const ClusterLayout& layout, const ClusterManifest& m, std::chrono::milliseconds timeout) {
   auto deadline = Clock::now() + timeout;
   std::string missing = "the master did not answer";
@@ -84,18 +85,20 @@ Status wait_until_ready(const ClusterLayout& layout, const ClusterManifest& m, s
       if (r) {
         missing.clear();
         for (const auto& node : m.nodes) {
-          bool agent = false, pager = false, alive = false;
+          bool agent = false, pager = false, bulk = false, alive = false;
           for (auto n : r.value().get().getNodes()) {
             if (n.getName() != node) continue;
             alive = n.getState() == pm::wire::NodeState::ALIVE;
             for (auto p : n.getPorts()) {
               agent = agent || p.getName() == "agent@" + node;
               pager = pager || p.getName() == "pager@" + node;
+              bulk = bulk || p.getName() == "pager-bulk@" + node;
             }
           }
           if (!agent) missing += " agent@" + node;
           if (!pager) missing += " pager@" + node;
-          if (agent && pager && !alive) missing += " " + node + "(not alive)";
+          if (!bulk) missing += " pager-bulk@" + node;
+          if (agent && pager && bulk && !alive) missing += " " + node + "(not alive)";
         }
         if (missing.empty()) return Status::Ok();
         missing = "not registered with the master:" + missing;
