@@ -106,8 +106,7 @@ struct FabricEndpoint::SendOp {
 void FabricEndpoint::finish(Outgoing& m, Status status) {
   if (m.finished) return;
   if (status && --m.pending > 0) return;
-  m.finished = true;
-  m.bytes = {};
+  m.finished = true;  // its bytes stay until no fragment in flight needs them (shared_ptr)
   if (m.done) m.done(std::move(status));
 }
 
