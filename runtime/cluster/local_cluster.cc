@@ -68,7 +68,8 @@ std::vector<std::string> common_args(const ClusterLayout& layout, const ClusterU
 }
 
 // Waits until every node has an agent and a pager (both its ports) registered and alive, as the
-// master sees it.
+// master sees it, and registered by the daemons of the manifest (their pids): after a restart the
+// master may still list the killed daemons' ports, alive, until it notices they are gone.
 Status wait_until_ready(const ClusterLayout& layout, const ClusterManifest& m, std::chrono::milliseconds timeout) {
   auto deadline = Clock::now() + timeout;
   std::string missing = "the master did not answer";
@@ -86,13 +87,16 @@ Status wait_until_ready(const ClusterLayout& layout, const ClusterManifest& m, s
         missing.clear();
         for (const auto& node : m.nodes) {
           bool agent = false, pager = false, bulk = false, alive = false;
+          uint32_t agent_pid = 0, pager_pid = 0;
+          for (const auto& d : m.daemons)
+            if (d.node == node) (d.role == "agent" ? agent_pid : pager_pid) = uint32_t(d.pid);
           for (auto n : r.value().get().getNodes()) {
             if (n.getName() != node) continue;
             alive = n.getState() == pm::wire::NodeState::ALIVE;
             for (auto p : n.getPorts()) {
-              agent = agent || p.getName() == "agent@" + node;
-              pager = pager || p.getName() == "pager@" + node;
-              bulk = bulk || p.getName() == "pager-bulk@" + node;
+              agent = agent || (p.getName() == "agent@" + node && p.getPid() == agent_pid);
+              pager = pager || (p.getName() == "pager@" + node && p.getPid() == pager_pid);
+              bulk = bulk || (p.getName() == "pager-bulk@" + node && p.getPid() == pager_pid);
             }
           }
           if (!agent) missing += " agent@" + node;
