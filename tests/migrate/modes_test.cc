@@ -146,7 +146,9 @@ TEST_F(Modes, PrecopyAndEagerAndLazyTakeTurnsOnOneJob) {
 }
 
 TEST_F(Modes, APrecopyWhoseDestinationDiesLeavesTheJobRunningOnTheSource) {
-  std::vector<std::string> argv{program("checksum_heap"), "512", "80"};
+  // Long enough to outlive the precopy's discovery that its destination is gone (one StagePages
+  // request timing out: 2-4 s); with 80 rounds the job sometimes ended first.
+  std::vector<std::string> argv{program("checksum_heap"), "512", "200"};
   const std::string reference = undisturbed(argv);
   uint64_t gpid = run(argv);
   wait_for_output(gpid, "round 1 ");
