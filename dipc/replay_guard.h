@@ -7,10 +7,10 @@
 // with gaps (frames to other ports). The guard keeps, per session, the highest counter seen and
 // which of the `window` counters below it were seen: a counter seen before, or below the
 // window, is refused. The frame's send time (its header, authenticated) bounds what a session
-// the guard does not know may bring: a frame older than max_age, or sent before this port
-// started (less max_age: the nodes' clocks may disagree by that much), is refused, so a frame
-// captured before the receiver restarted (when it forgot every session) cannot be replayed
-// after. Sessions silent for longer than max_age are forgotten: their frames are too old by then.
+// the guard does not know may bring: a frame older than max_age, or sent more than 5 s before
+// this port started, is refused, so a frame captured before the receiver restarted (when it
+// forgot every session) cannot be replayed after (one from its last 5 s can, once). Sessions silent for longer than max_age are
+// forgotten: their frames are too old by then.
 //
 // Pure logic: the caller passes the clock (milliseconds of CLOCK_REALTIME).
 #pragma once
