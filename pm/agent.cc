@@ -2,6 +2,7 @@
 #include "pm/agent.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -16,6 +17,8 @@
 #include <random>
 
 #include "dipc/local_client.h"
+#include "pm/job_namespace.h"
+#include "pm/spawn.h"
 #include "pm/pm.capnp.h"
 #include "xmm/xmm.capnp.h"
 
@@ -24,62 +27,88 @@ namespace {
 
 constexpr size_t kMaxOutputChunk = 64 * 1024;
 
-// Starts argv as `uid` in `cwd` with `env`, stdout and stderr appended to `output`, stdin
-// /dev/null, in a session of its own. errno of a failed exec comes back through a pipe.
-Result<pid_t> launch(const std::vector<std::string>& argv, const std::string& cwd, const std::vector<std::string>& env,
-                     uint32_t uid, const std::string& output) {
+struct LaunchChild {
+  int mount_ns, report, out;
+  uint32_t uid;
+  gid_t gid;
+  const char* cwd;
+  char** argv;
+  char** envp;
+};
+
+// The job's side, in its namespaces, on a copy of our memory.
+int start_job(void* p) {
+  auto* c = static_cast<LaunchChild*>(p);
+  auto fail = [&](int e) {
+    [[maybe_unused]] ssize_t n = ::write(c->report, &e, sizeof e);
+    return 127;
+  };
+  if (::setns(c->mount_ns, CLONE_NEWNS) != 0) return fail(errno);
+  ::setsid();
+  int devnull = ::open("/dev/null", O_RDONLY);
+  ::dup2(devnull, 0);
+  ::dup2(c->out, 1);
+  ::dup2(c->out, 2);
+  ::close_range(3, ~0u, CLOSE_RANGE_CLOEXEC);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int s = 1; s < NSIG; ++s) ::signal(s, SIG_DFL);
+  if (c->uid != 0 && (::setgroups(0, nullptr) != 0 || ::setresgid(c->gid, c->gid, c->gid) != 0 ||
+                      ::setresuid(c->uid, c->uid, c->uid) != 0))
+    return fail(errno);
+  if (::chdir(c->cwd) != 0) return fail(errno);
+  ::execvpe(c->argv[0], c->argv, c->envp);
+  return fail(errno);
+}
+
+struct Launched {
+  pid_t pid = 0;       // as the agent sees it
+  pid_t init_pid = 0;  // its namespace's init, the agent's child too
+  pid_t job_pid = 0;   // its pid inside the namespace
+};
+
+// Starts argv as `uid` in `cwd` with `env` in a namespace of its own (pm/job_namespace.h),
+// stdout and stderr appended to `output`, stdin /dev/null, in a session of its own. errno of a
+// failed exec comes back through a pipe.
+Result<Launched> launch(const std::vector<std::string>& argv, const std::string& cwd, const std::vector<std::string>& env,
+                        uint32_t uid, const std::string& output) {
+  auto ns = JobNamespace::create();
+  if (!ns) return ns.error();
   int report[2];
   if (::pipe2(report, O_CLOEXEC) != 0) return make_error(ErrorCode::kUnavailable, errno_message("pipe", errno));
-  int out = ::open(output.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (out < 0) return make_error(ErrorCode::kUnavailable, errno_message("create " + output, errno));
-  if (uid != 0 && ::fchown(out, uid, uid) != 0) {
-    ::close(out);
+  UniqueFd from_child(report[0]), to_parent(report[1]);
+  UniqueFd out(::open(output.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+  if (!out) return make_error(ErrorCode::kUnavailable, errno_message("create " + output, errno));
+  if (uid != 0 && ::fchown(out.get(), uid, uid) != 0)
     return make_error(ErrorCode::kUnavailable, errno_message("chown " + output, errno));
-  }
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    auto fail = [&](int e) {
-      [[maybe_unused]] ssize_t n = ::write(report[1], &e, sizeof e);
-      _exit(127);
-    };
-    ::setsid();
-    int devnull = ::open("/dev/null", O_RDONLY);
-    ::dup2(devnull, 0);
-    ::dup2(out, 1);
-    ::dup2(out, 2);
-    ::close_range(3, ~0u, CLOSE_RANGE_CLOEXEC);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (int s = 1; s < NSIG; ++s) ::signal(s, SIG_DFL);
-    if (uid != 0) {
-      struct passwd* pw = ::getpwuid(uid);
-      gid_t gid = pw ? pw->pw_gid : uid;
-      if (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0 || ::setresuid(uid, uid, uid) != 0) fail(errno);
-    }
-    if (::chdir(cwd.c_str()) != 0) fail(errno);
-    std::vector<char*> a, e;
-    for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
-    a.push_back(nullptr);
-    for (const auto& s : env) e.push_back(const_cast<char*>(s.c_str()));
-    e.push_back(nullptr);
-    ::execvpe(a[0], a.data(), e.data());
-    fail(errno);
-  }
-  ::close(report[1]);
-  ::close(out);
-  if (pid < 0) {
-    ::close(report[0]);
-    return make_error(ErrorCode::kUnavailable, errno_message("fork", errno));
-  }
+  struct passwd* pw = uid != 0 ? ::getpwuid(uid) : nullptr;
+  std::vector<char*> a, e;
+  for (const auto& x : argv) a.push_back(const_cast<char*>(x.c_str()));
+  a.push_back(nullptr);
+  for (const auto& x : env) e.push_back(const_cast<char*>(x.c_str()));
+  e.push_back(nullptr);
+  LaunchChild child{ns.value()->mount_namespace(), to_parent.get(), out.get(), uid, pw ? pw->pw_gid : gid_t(uid),
+                    cwd.c_str(), a.data(), e.data()};
+  auto pid = ns.value()->spawn(0, 0, start_job, &child);
+  if (!pid) return pid.error();
+  to_parent.reset();
   int child_err = 0;
-  ssize_t n = ::read(report[0], &child_err, sizeof child_err);
-  ::close(report[0]);
+  ssize_t n = ::read(from_child.get(), &child_err, sizeof child_err);
   if (n == sizeof child_err) {
-    ::waitpid(pid, nullptr, 0);
+    ::waitpid(pid.value(), nullptr, 0);
     return make_error(ErrorCode::kInvalid, "cannot run " + argv[0] + ": " + std::strerror(child_err));
   }
-  return pid;
+  auto inside = namespace_pids(pid.value());
+  Status watched = inside && inside.value().size() == 2
+                       ? ns.value()->watch(inside.value()[1])
+                       : make_error(ErrorCode::kUnavailable, "pid " + std::to_string(pid.value()) + " is not in its job's namespace");
+  if (!watched) {
+    ::kill(pid.value(), SIGKILL);
+    ::waitpid(pid.value(), nullptr, 0);
+    return watched.error();
+  }
+  return Launched{pid.value(), ns.value()->init_pid(), inside.value()[1]};
 }
 
 // A request the master did not answer: say what that means for the user.
@@ -186,14 +215,17 @@ void Agent::run(dipc::Request& req) {
   uint32_t uid = held->caller().uid;
   static uint64_t seq = 0;
   std::string output = (options_.state_dir / "jobs" / ("job-" + std::to_string(::getpid()) + "-" + std::to_string(++seq) + ".out")).string();
-  auto pid = launch(argv, r.getCwd(), env, uid, output);
-  if (!pid) return held->fail(pid.error());
+  auto launched = launch(argv, r.getCwd(), env, uid, output);
+  if (!launched) return held->fail(launched.error());
+  shells_.insert(launched.value().init_pid);  // reaped once the job has ended
+  Result<pid_t> pid = launched.value().pid;
   std::string command = join(argv);
   port_.call<wire::RegisterProcess, wire::RegisterReply>(
       "master",
       [&](wire::RegisterProcess::Builder b) {
         b.setNode(options_.node);
         b.setPid(uint32_t(pid.value()));
+        b.setJobPid(uint32_t(launched.value().job_pid));
         b.setUid(uid);
         b.setCommand(command);
         b.setOutput(output);

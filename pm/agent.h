@@ -152,7 +152,9 @@ class Agent {
   std::map<uint64_t, Job> jobs_;
   std::set<std::string> offers_seen_;              // migration ids offered here (a duplicate is ignored)
   std::deque<std::string> forwards_seen_;           // forwarded signal ids delivered here, latest last
-  std::set<pid_t> shells_;  // frozen processes handed to the pager: reaped when it ends them
+  // Frozen processes handed to the pager, and the inits of job namespaces (pm/job_namespace.h):
+  // reaped when they end.
+  std::set<pid_t> shells_;
   uint64_t next_migration_ = 1;
   // Migration ids are "m<seq>@<node>.<incarnation>": unique across restarts of this agent (the
   // master remembers every id it committed or cancelled).

@@ -12,6 +12,7 @@
 
 #include "dipc/local_client.h"
 #include "pm/agent.h"
+#include "pm/job_namespace.h"
 #include "pm/capture.h"
 #include "pm/pm.capnp.h"
 #include "pm/restore.h"
@@ -541,6 +542,15 @@ void Agent::offer(dipc::Request& req) {
   options.new_session = true;
   options.lazy = true;
   options.uffd_features = kUffdFeatures;
+  // A job's own pid namespace is made anew here, and the job gets its pid in it back.
+  std::unique_ptr<JobNamespace> ns;
+  if (image.getPidInJob() != 0) {
+    auto made = JobNamespace::create();
+    if (!made) return refuse(made.error().code, "install on " + options_.node + " failed: " + made.error().message);
+    ns = std::move(made).value();
+    options.job = ns.get();
+    options.pid = pid_t(image.getPidInJob());
+  }
   auto eager = o.getEager();
   auto restored = RestoredProcess::build(
       image,
@@ -557,6 +567,11 @@ void Agent::offer(dipc::Request& req) {
     return refuse(restored.error().code, "install on " + options_.node + " failed: " + restored.error().message);
   }
   std::shared_ptr<RestoredProcess> proc(std::move(restored).value());
+  if (ns) {
+    // From here the init ends with the job (or with this copy, if it is undone); reaped then.
+    if (Status s = ns->watch(options.pid); !s) return refuse(s.error().code, "install on " + options_.node + " failed: " + s.error().message);
+    shells_.insert(ns->init_pid());
+  }
   double restored_ms = ms_since(t0);
   UniqueFd uffd = proc->take_userfault();
   auto imported = ask_pager<xmm::wire::ImportMemory, xmm::wire::ImportReply>(pager_socket(), [&](auto b) {

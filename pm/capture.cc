@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "pm/capture_checks.h"
+#include "pm/job_namespace.h"
 #include "pm/proc_info.h"
 #include "pm/restore.h"
 
@@ -156,6 +157,8 @@ Status FrozenProcess::capture(wire::ProcessImage::Builder image, const CaptureOp
 
   const size_t page = size_t(sysconf(_SC_PAGESIZE));
   image.setSourcePid(uint32_t(pid));
+  // One level below ours: a job's own namespace (deeper ones are refused by check_movable).
+  if (auto ns = namespace_pids(pid); ns && ns.value().size() == 2) image.setPidInJob(uint32_t(ns.value()[1]));
   image.setPageSize(uint32_t(page));
   image.setExe(read_link(proc(pid, "exe")));
   std::string cmdline = read_text(proc(pid, "cmdline"));

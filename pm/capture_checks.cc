@@ -1,4 +1,5 @@
 #include "pm/capture_checks.h"
+#include "pm/job_namespace.h"
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
@@ -69,6 +70,9 @@ Status check_movable(pid_t pid, const StatusInfo& status, const std::vector<Vma>
                      const std::vector<OpenFd>& fds) {
   if (status.threads > 1)
     return refused(std::to_string(status.threads) + " threads: multi-threaded processes are not yet supported");
+  if (auto ns = namespace_pids(pid); ns && ns.value().size() > 2)
+    return refused("it is " + std::to_string(ns.value().size() - 1) +
+                   " pid namespaces below this node's: only a job's own namespace (one level) is recreated");
   for (const auto& f : fds) {
     std::string fd = "fd " + std::to_string(f.fd);
     bool stdio = f.fd <= 2;

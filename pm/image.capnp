@@ -26,6 +26,9 @@ struct ProcessImage {
   residentAnonBytes @17 :UInt64; # RssAnon at capture: what its memory will take elsewhere
   lazyPresence @18 :Bool = true; # false: the lazy VMAs carry no presence bits (a migration's
                                  # pager finds out after the freeze)
+  pidInJob @19 :UInt32;          # its pid in its job's own pid namespace (pm/job_namespace.h),
+                                 # which a restore recreates; 0: a process of the capturer's
+                                 # pid namespace, not in a job
 }
 
 struct Vma {

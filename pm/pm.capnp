@@ -61,6 +61,7 @@ struct ProcessInfo {
   home @10 :Text;                # the node it was launched on
   rssKib @11 :UInt64;            # filled by the holding agent in `ps`
   parent @12 :UInt64;            # gpid of the parent job, 0 for none
+  jobPid @13 :UInt32;            # its pid inside its job's own namespace: the same on every node
 }
 
 # CLI -> local agent.
@@ -144,6 +145,7 @@ struct RegisterProcess {
   uid @2 :UInt32;
   command @3 :Text;
   output @4 :Text;
+  jobPid @5 :UInt32;             # its pid inside its job's namespace
 }
 
 struct RegisterReply {

@@ -39,6 +39,7 @@ Status ProcessTable::load() {
       e.output = x.at("output");
       e.reason = x.at("reason");
       e.pid = x.at("pid");
+      e.job_pid = x.value("job_pid", 0u);
       e.state = static_cast<wire::ProcessState>(x.at("state").get<int>());
       e.migrations = x.at("migrations");
       e.exit_status = x.at("exit_status");
@@ -58,7 +59,7 @@ void ProcessTable::save() {
   json entries = json::array();
   for (const auto& [gpid, e] : entries_)
     entries.push_back({{"gpid", e.gpid}, {"uid", e.uid}, {"node", e.node}, {"home", e.home}, {"command", e.command},
-                       {"output", e.output}, {"reason", e.reason}, {"pid", e.pid}, {"state", int(e.state)},
+                       {"output", e.output}, {"reason", e.reason}, {"pid", e.pid}, {"job_pid", e.job_pid}, {"state", int(e.state)},
                        {"migrations", e.migrations}, {"exit_status", e.exit_status}});
   std::string text = json{{"next_gpid", next_gpid_}, {"entries", entries}, {"committed", committed_},
                           {"cancelled", cancelled_}}.dump();
@@ -97,6 +98,7 @@ void ProcessTable::fill(const Entry& e, wire::ProcessInfo::Builder out) {
   out.setUid(e.uid);
   out.setNode(e.node);
   out.setPid(e.pid);
+  out.setJobPid(e.job_pid);
   out.setState(e.state);
   out.setCommand(e.command);
   out.setMigrations(e.migrations);
@@ -114,11 +116,13 @@ void ProcessTable::serve() {
     e.uid = r.getUid();
     e.node = e.home = r.getNode();
     e.pid = r.getPid();
+    e.job_pid = r.getJobPid();
     e.command = r.getCommand();
     e.output = r.getOutput();
     entries_[e.gpid] = e;
     save();
-    spdlog::info("master: gpid {} registered: pid {} on {} for uid {}: {}", e.gpid, e.pid, e.node, e.uid, e.command);
+    spdlog::info("master: gpid {} registered: pid {} on {} (pid {} in its job) for uid {}: {}", e.gpid, e.pid, e.node,
+                 e.job_pid, e.uid, e.command);
     req.reply<wire::RegisterReply>([&](wire::RegisterReply::Builder b) { b.setGpid(e.gpid); });
   });
 

@@ -37,6 +37,7 @@ class ProcessTable {
     uint32_t uid = 0;
     std::string node, home, command, output, reason;
     uint32_t pid = 0;
+    uint32_t job_pid = 0;  // inside its job's namespace
     wire::ProcessState state = wire::ProcessState::RUNNING;
     uint32_t migrations = 0;
     int32_t exit_status = 0;

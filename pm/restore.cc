@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <linux/prctl.h>
 #include <linux/userfaultfd.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -17,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/user.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -24,7 +26,9 @@
 #include <map>
 #include <sstream>
 
+#include "pm/job_namespace.h"
 #include "pm/proc_info.h"
+#include "pm/spawn.h"
 
 namespace ferry::pm {
 namespace {
@@ -66,37 +70,24 @@ class Builder {
   uint64_t data_;
 };
 
-pid_t spawn_stub(const std::filesystem::path& stub, const RestoreOptions& o, int& err) {
-  int report[2];
-  if (::pipe2(report, O_CLOEXEC) != 0) {
-    err = errno;
-    return -1;
-  }
-  // vfork: the child borrows our address space until its exec, instead of copying the page
-  // tables of a daemon with large fabric buffers (fork cost ~3.5 ms here, inside the freeze).
-  // The child only makes system calls on its own stack until execve or _exit.
-  pid_t pid = ::vfork();
-  if (pid != 0) {
-    ::close(report[1]);
-    if (pid > 0) {
-      // EOF: exec happened (or the child died); a number: why it could not.
-      int child_err = 0;
-      if (::read(report[0], &child_err, sizeof child_err) == sizeof child_err) {
-        err = child_err;
-        pid = -1;
-      }
-    } else {
-      err = errno;
-    }
-    ::close(report[0]);
-    return pid;
-  }
+struct StubChild {
+  const char* stub;
+  const RestoreOptions* options;
+  int report;  // where the child writes errno if it cannot exec
+  int mount_ns;  // the job's mount namespace to enter first, or -1
+};
+
+// The stub's child side, sharing our memory until its exec (pm/spawn.h): system calls only.
+int start_stub(void* p) {
+  auto* c = static_cast<StubChild*>(p);
+  const RestoreOptions& o = *c->options;
   auto fail = [&](int e) {
-    [[maybe_unused]] ssize_t n = ::write(report[1], &e, sizeof e);
-    _exit(127);
+    [[maybe_unused]] ssize_t n = ::write(c->report, &e, sizeof e);
+    return 127;
   };
+  if (c->mount_ns >= 0 && ::setns(c->mount_ns, CLONE_NEWNS) != 0) return fail(errno);
   if (o.new_session) ::setsid();
-  if (o.die_with_parent && (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() == 1)) fail(ESRCH);
+  if (o.die_with_parent && (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() == 1)) return fail(ESRCH);
   int tmp[3];
   for (int i = 0; i < 3; ++i) {
     int src = o.stdio[i] >= 0 ? o.stdio[i] : ::open("/dev/null", O_RDWR);
@@ -104,15 +95,50 @@ pid_t spawn_stub(const std::filesystem::path& stub, const RestoreOptions& o, int
   }
   for (int i = 0; i < 3; ++i) ::dup2(tmp[i], i);
   // Nothing of ours leaks into the restored process; the report pipe closes itself at exec.
-  unsigned keep = unsigned(report[1]);
+  unsigned keep = unsigned(c->report);
   if (keep > 3) ::close_range(3, keep - 1, 0);
   ::close_range(keep + 1, ~0u, 0);
-  if (::ptrace(PTRACE_TRACEME, 0, nullptr, nullptr) != 0) fail(errno);
+  if (::ptrace(PTRACE_TRACEME, 0, nullptr, nullptr) != 0) return fail(errno);
   char* argv[] = {const_cast<char*>("ferry-restore-stub"), nullptr};
   char* envp[] = {nullptr};
-  ::execve(stub.c_str(), argv, envp);
-  fail(errno);
-  return -1;
+  ::execve(c->stub, argv, envp);
+  return fail(errno);
+}
+
+// Starts the stub as our child, traced, stopped at its exec: in the job's namespace with the
+// image's pid there when options.job is set, else with options.pid if that is free here (else
+// any: `pid_kept` says which). CLONE_VM | CLONE_VFORK: the child borrows our address space
+// until its exec, instead of copying the page tables of a daemon with large fabric buffers
+// (fork cost ~3.5 ms here, inside the freeze).
+Result<pid_t> spawn_stub(const std::filesystem::path& stub, const RestoreOptions& o, bool* pid_kept) {
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) != 0) return make_error(ErrorCode::kUnavailable, errno_message("pipe", errno));
+  UniqueFd from_child(report[0]), to_parent(report[1]);
+  std::string path = stub.string();
+  StubChild child{path.c_str(), &o, to_parent.get(), o.job ? o.job->mount_namespace() : -1};
+  constexpr uint64_t kFlags = CLONE_VM | CLONE_VFORK;
+  Result<pid_t> pid = make_error(ErrorCode::kUnavailable, "");
+  *pid_kept = o.pid > 0;
+  if (o.job) {
+    pid = o.job->spawn(o.pid, kFlags, start_stub, &child);
+  } else {
+    pid_t got = spawn({kFlags, o.pid}, start_stub, &child);
+    if (got == -EEXIST) {
+      *pid_kept = false;
+      got = spawn({kFlags, 0}, start_stub, &child);
+    }
+    pid = got >= 0 ? Result<pid_t>(got)
+                   : Result<pid_t>(make_error(ErrorCode::kUnavailable, errno_message("clone3", -got)));
+  }
+  to_parent.reset();
+  if (!pid) return make_error(pid.error().code, "start the restore stub " + path + ": " + pid.error().message);
+  // EOF: exec happened (or the child died); a number: why it could not.
+  int child_err = 0;
+  if (::read(from_child.get(), &child_err, sizeof child_err) == sizeof child_err) {
+    ::waitpid(pid.value(), nullptr, 0);
+    return make_error(ErrorCode::kUnavailable, errno_message("start the restore stub " + path, child_err));
+  }
+  return pid;
 }
 
 // A free range of `size` bytes that overlaps neither the image's VMAs nor the stub's.
@@ -368,8 +394,11 @@ Status restore_signals_and_rseq(Builder& b, wire::ProcessImage::Reader image) {
       return r.error();
   }
   // Pending signals are queued by the process to itself (allowed for any si_code), while every
-  // signal is still blocked.
-  pid_t pid = b.tracee().pid();
+  // signal is still blocked. By its pid as it sees it: in a job's namespace that is not ours.
+  if (sigs.getPending().size() + sigs.getPendingShared().size() == 0) return Status::Ok();
+  auto self = b.call("getpid", SYS_getpid);
+  if (!self) return self.error();
+  pid_t pid = pid_t(self.value());
   for (bool shared : {false, true}) {
     for (auto info : shared ? sigs.getPendingShared() : sigs.getPending()) {
       siginfo_t si{};
@@ -467,9 +496,10 @@ Result<std::unique_ptr<RestoredProcess>> RestoredProcess::build(wire::ProcessIma
   if (stub.empty()) stub = std::filesystem::read_symlink("/proc/self/exe").parent_path() / "ferry-restore-stub";
   if (image.getPageSize() != kPage)
     return make_error(ErrorCode::kRefused, "the image has pages of " + std::to_string(image.getPageSize()) + " bytes");
-  int err = 0;
-  pid_t pid = spawn_stub(stub, options, err);
-  if (pid < 0) return make_error(ErrorCode::kUnavailable, errno_message("start the restore stub " + stub.string(), err));
+  bool pid_kept = false;
+  auto spawned = spawn_stub(stub, options, &pid_kept);
+  if (!spawned) return spawned.error();
+  pid_t pid = spawned.value();
   auto adopted = Tracee::adopt_exec_stopped_child(pid);
   if (!adopted) return adopted.error();
   std::unique_ptr<RestoredProcess> proc(new RestoredProcess(std::move(adopted).value()));
@@ -543,6 +573,7 @@ Result<std::unique_ptr<RestoredProcess>> RestoredProcess::build(wire::ProcessIma
   if (Status s = restore_cpu(t, image); !s) return fail(s.error());
 
   proc->stats_.injected_syscalls = t.injected_syscalls();
+  proc->stats_.pid_kept = pid_kept;
   proc->stats_.build_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   return proc;
 }

@@ -38,6 +38,8 @@ namespace ferry::pm {
 using PageSink = std::function<Status(uint64_t address, std::span<const std::byte> bytes)>;
 using PageFeed = std::function<Status(const PageSink& sink)>;
 
+class JobNamespace;
+
 struct RestoreOptions {
   std::filesystem::path stub;  // default: ferry-restore-stub beside the running executable
   // Descriptors of the restoring process that become the restored one's stdin, stdout and
@@ -47,6 +49,12 @@ struct RestoreOptions {
   // The restored process gets SIGKILL when the thread that restored it dies (tests: nothing
   // of theirs outlives a test binary killed by a timeout).
   bool die_with_parent = false;
+  // Born in this job's namespace (pm/job_namespace.h), with `pid` there; the caller then
+  // tells the namespace's init to watch it. The stub enters the job's mount namespace too.
+  JobNamespace* job = nullptr;
+  // The pid it gets, in the job's namespace (taken there: the build fails), or else in ours if
+  // free there (if not, any: stats().pid_kept says which). 0: any.
+  pid_t pid = 0;
   bool lazy = false;         // the userfaultfd variant (see above)
   uint64_t uffd_features = 0;  // UFFD_FEATURE_* asked with UFFDIO_API (lazy only)
 };
@@ -74,6 +82,7 @@ struct RestoreStats {
   uint64_t pages_written = 0;
   uint64_t lazy_pages = 0;  // pages of registered ranges, present or not at the source
   double build_ms = 0;      // from fork of the stub to ready-to-run
+  bool pid_kept = false;    // it got the pid that options.pid asked for
 };
 
 class RestoredProcess {

@@ -6,6 +6,8 @@
 #include <iostream>
 
 #include "pm/checkpoint.h"
+#include "pm/job_namespace.h"
+#include "pm/restore.h"
 #include "runtime/cli/commands.h"
 
 namespace ferry::cli {
@@ -48,10 +50,36 @@ int restore(const std::string& dir) {
   }
   pm::RestoreOptions options;
   options.new_session = true;  // detached from this terminal's session
-  auto proc = pm::RestoredProcess::build(cp.value()->image(), cp.value()->pages(), options);
+  auto image = cp.value()->image();
+  // A job's process comes back in a namespace of its own with its pid there; any other
+  // process with its pid if that is free on this machine.
+  std::unique_ptr<pm::JobNamespace> ns;
+  if (image.getPidInJob() != 0) {
+    auto made = pm::JobNamespace::create();
+    if (!made) {
+      std::cerr << "ferry: restore: " << made.error().message << "\n";
+      return 1;
+    }
+    ns = std::move(made).value();
+    options.job = ns.get();
+    options.pid = pid_t(image.getPidInJob());
+  } else {
+    options.pid = pid_t(image.getSourcePid());
+  }
+  auto proc = pm::RestoredProcess::build(image, cp.value()->pages(), options);
   if (!proc) {
     std::cerr << "ferry: restore: " << proc.error().message << "\n";
     return 1;
+  }
+  if (ns) {
+    if (Status s = ns->watch(options.pid); !s) {
+      std::cerr << "ferry: restore: " << s.error().message << "\n";
+      return 1;
+    }
+  } else if (!proc.value()->stats().pid_kept) {
+    std::cerr << fmt::format("ferry: restore: warning: pid {} is taken on this machine, so the process is pid {} now "
+                             "(one that signals itself by a pid it saved will miss)\n",
+                             options.pid, proc.value()->pid());
   }
   if (Status s = proc.value()->start(); !s) {
     std::cerr << "ferry: restore: " << s.error().message << "\n";

@@ -50,7 +50,8 @@ int ps(const Context& ctx) {
     for (auto p : procs)
       out.push_back({{"gpid", p.getGpid()},           {"uid", p.getUid()},
                      {"user", user_name(p.getUid())}, {"node", p.getNode().cStr()},
-                     {"pid", p.getPid()},             {"state", state_name(p.getState())},
+                     {"pid", p.getPid()},             {"job_pid", p.getJobPid()},
+                     {"state", state_name(p.getState())},
                      {"command", p.getCommand().cStr()}, {"migrations", p.getMigrations()},
                      {"exit_status", p.getExitStatus()}, {"reason", p.getReason().cStr()},
                      {"output", p.getOutput().cStr()}, {"home", p.getHome().cStr()},
@@ -60,8 +61,8 @@ int ps(const Context& ctx) {
   }
   size_t command_width = 7;
   for (auto p : procs) command_width = std::max(command_width, std::min<size_t>(p.getCommand().size(), 60));
-  std::cout << fmt::format("{:>6} {:<10} {:<6} {:<12} {:>9}  {:<{}} {:>10}\n", "GPID", "USER", "NODE", "STATE",
-                           "RSS", "COMMAND", command_width, "MIGRATIONS");
+  std::cout << fmt::format("{:>6} {:>5} {:<10} {:<6} {:<12} {:>9}  {:<{}} {:>10}\n", "GPID", "PID", "USER", "NODE",
+                           "STATE", "RSS", "COMMAND", command_width, "MIGRATIONS");
   for (auto p : procs) {
     std::string state = state_name(p.getState());
     if (p.getState() == pm::wire::ProcessState::EXITED) state = fmt::format("exited({})", p.getExitStatus());
@@ -69,8 +70,10 @@ int ps(const Context& ctx) {
     std::string rss = alive && p.getRssKib() > 0 ? fmt::format("{:.1f}M", double(p.getRssKib()) / 1024.0) : "-";  // known where the CLI is
     std::string command = p.getCommand().cStr();
     if (command.size() > 60) command = command.substr(0, 57) + "...";
-    std::cout << fmt::format("{:>6} {:<10} {:<6} {:<12} {:>9}  {:<{}} {:>10}\n", p.getGpid(), user_name(p.getUid()),
-                             p.getNode().cStr(), state, rss, command, command_width, p.getMigrations());
+    std::string job_pid = p.getJobPid() ? std::to_string(p.getJobPid()) : "-";  // inside the job: the same everywhere
+    std::cout << fmt::format("{:>6} {:>5} {:<10} {:<6} {:<12} {:>9}  {:<{}} {:>10}\n", p.getGpid(), job_pid,
+                             user_name(p.getUid()), p.getNode().cStr(), state, rss, command, command_width,
+                             p.getMigrations());
   }
   return 0;
 }

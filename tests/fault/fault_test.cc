@@ -28,7 +28,10 @@ std::string slurp(const std::string& p) {
 
 class NodeDies : public ::testing::Test {
  protected:
-  void SetUp() override { ASSERT_EQ(cluster.up({"--nodes", "3"}).status, 0); }
+  void SetUp() override {
+    auto r = cluster.up({"--nodes", "3"});
+    ASSERT_EQ(r.status, 0) << r.err;
+  }
   nlohmann::json info(uint64_t gpid) {
     auto r = cluster.run({"ps", "--json"});
     for (const auto& p : nlohmann::json::parse(r.out.empty() ? "[]" : r.out))

@@ -251,6 +251,7 @@ TEST(CheckpointCli, CheckpointToADirectoryAndRestoreLater) {
   ASSERT_EQ(system(rs.c_str()), 0);
   pid_t restored = std::atoi(slurp(dir.path / "pid.txt").c_str());
   ASSERT_GT(restored, 0);
+  EXPECT_EQ(restored, pid) << "the original's pid is free once it was stopped: the restore takes it back";
   for (int i = 0; i < 3000 && fs::exists("/proc/" + std::to_string(restored)) &&
                   slurp("/proc/" + std::to_string(restored) + "/stat").find(") Z") == std::string::npos;
        ++i)
