@@ -5,7 +5,9 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -13,8 +15,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <chrono>
+#include <map>
+#include <set>
+#include <thread>
 #include <memory>
+#include <optional>
 #include <sstream>
 
 #include "pm/capture_checks.h"
@@ -116,36 +124,201 @@ Status capture_signals(Tracee& t, const StatusInfo& status, uint64_t scratch_at,
   return Status::Ok();
 }
 
+// How a thread is scheduled, read from outside. Read before SameCpu pins anything.
+struct Scheduling {
+  int policy = SCHED_OTHER, priority = 0, nice = 0;
+  cpu_set_t affinity{};
+  bool has_affinity = false;
+};
+
+Scheduling read_scheduling(pid_t tid) {
+  Scheduling s;
+  int policy = ::sched_getscheduler(tid);
+  if (policy >= 0) s.policy = policy;
+  sched_param p{};
+  if (::sched_getparam(tid, &p) == 0) s.priority = p.sched_priority;
+  errno = 0;
+  int nice = ::getpriority(PRIO_PROCESS, id_t(tid));
+  if (errno == 0) s.nice = nice;
+  s.has_affinity = ::sched_getaffinity(tid, sizeof s.affinity, &s.affinity) == 0;
+  return s;
+}
+
+// What a thread has of its own. The leader's registers, extended state, mask, pending signals
+// and rseq are in the image's top-level fields; every other thread's go here. The alternate
+// stack and the clear_child_tid address only the thread itself can tell (injected calls, with a
+// word of its stack page as scratch, saved and put back).
+Status capture_thread(Tracee& t, bool leader, uint64_t syscall_site, const Scheduling& sched, size_t page,
+                      wire::Thread::Builder out) {
+  pid_t tid = t.pid();
+  out.setTid(uint32_t(tid));
+  if (auto ns = namespace_pids(tid); ns && ns.value().size() == 2) out.setTidInJob(uint32_t(ns.value()[1]));
+  auto regs = t.regs();
+  if (!regs) return regs.error();
+  if (!leader) {
+    out.setRegs(as_data(&regs.value(), sizeof regs.value()));
+    auto xstate = t.xstate();
+    if (!xstate) return xstate.error();
+    out.setXstate(as_data(xstate.value().data(), xstate.value().size()));
+    auto blocked = t.blocked_signals();
+    if (!blocked) return blocked.error();
+    out.setBlocked(blocked.value());
+    auto pending = t.pending_siginfo(false);
+    if (!pending) return pending.error();
+    auto l = out.initPending(uint32_t(pending.value().size()));
+    for (uint32_t i = 0; i < pending.value().size(); ++i) l.set(i, as_data(pending.value()[i].data(), pending.value()[i].size()));
+    auto rseq = t.rseq();
+    if (!rseq) return rseq.error();
+    auto r = out.initRseq();
+    r.setAddress(rseq.value().address);
+    r.setLength(rseq.value().length);
+    r.setSignature(rseq.value().signature);
+  }
+  t.set_syscall_site(syscall_site);
+  {
+    std::optional<SameCpu> pinned;
+    if (!leader) pinned.emplace(tid);  // the leader's capture pinned it already
+    Scratch scratch(t, regs.value().rsp & ~uint64_t(page - 1), sizeof(stack_t));
+    if (!scratch.ok()) return make_error(ErrorCode::kUnavailable, "thread " + std::to_string(tid) + ": no scratch memory");
+    auto rc = t.syscall(SYS_sigaltstack, 0, scratch.address());
+    if (!rc) return rc.error();
+    stack_t ss{};
+    if (Status st = t.read_memory(scratch.address(), std::as_writable_bytes(std::span(&ss, 1))); !st) return st;
+    if (rc.value() == 0 && (ss.ss_flags & SS_ONSTACK))
+      return make_error(ErrorCode::kRefused, "thread " + std::to_string(tid) +
+                                                 " is running a signal handler on its alternate stack: try again later");
+    auto alt = out.initAltStack();
+    alt.setBase(reinterpret_cast<uint64_t>(ss.ss_sp));
+    alt.setSize(ss.ss_size);
+    alt.setFlags(uint32_t(ss.ss_flags));
+    uint64_t tid_address = 0;
+    rc = t.syscall(SYS_prctl, PR_GET_TID_ADDRESS, scratch.address());
+    if (!rc) return rc.error();
+    if (rc.value() == 0 &&
+        t.read_memory(scratch.address(), std::as_writable_bytes(std::span(&tid_address, 1))).ok())
+      out.setClearChildTid(tid_address);
+  }
+  uint64_t head = 0;
+  size_t length = 0;
+  if (::syscall(SYS_get_robust_list, tid, &head, &length) == 0) {
+    out.setRobustList(head);
+    out.setRobustListLength(length);
+  }
+  std::string name = read_text("/proc/" + std::to_string(tid) + "/comm");
+  while (!name.empty() && name.back() == '\n') name.pop_back();
+  out.setName(name);
+  out.setPolicy(sched.policy);
+  out.setPriority(sched.priority);
+  out.setNice(sched.nice);
+  if (sched.has_affinity) out.setAffinity(as_data(&sched.affinity, sizeof sched.affinity));
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<std::unique_ptr<FrozenProcess>> FrozenProcess::freeze(pid_t pid) {
   auto t = Tracee::seize(pid);
-  if (!t) return t.error();
-  return std::unique_ptr<FrozenProcess>(new FrozenProcess(std::move(t).value()));
+  if (!t) {
+    // A leader that called pthread_exit is a zombie while its threads run on.
+    if (t.error().code == ErrorCode::kNotFound && task_ids(pid).size() > 1)
+      return make_error(ErrorCode::kRefused, "process " + std::to_string(pid) +
+                                                 "'s main thread has exited while its other threads run: not yet supported");
+    return t.error();
+  }
+  std::unique_ptr<FrozenProcess> frozen(new FrozenProcess(std::move(t).value()));
+  if (Status s = frozen->freeze_threads(); !s) return s.error();  // the destructor lets them all go
+  return frozen;
 }
 
-FrozenProcess::~FrozenProcess() = default;  // the Tracee detaches: the process runs on
+// A frozen thread cannot make another, so once a look at the thread list finds none that is
+// not frozen, all are.
+Status FrozenProcess::freeze_threads() {
+  constexpr int kMaxLooks = 50;
+  constexpr auto kExitBound = std::chrono::seconds(2);
+  pid_t pid = tracee_->pid();
+  std::set<pid_t> seen{pid};
+  std::map<pid_t, Error> exiting;  // could not be seized: exiting (or traced by someone else)
+  for (int look = 0; look < kMaxLooks; ++look) {
+    bool fresh = false;
+    for (pid_t tid : task_ids(pid)) {
+      if (!seen.insert(tid).second) continue;
+      fresh = true;
+      auto t = Tracee::seize(tid);
+      if (!t) {
+        if (t.error().code != ErrorCode::kNotFound && t.error().code != ErrorCode::kUnauthorized) return t.error();
+        exiting.emplace(tid, t.error());
+        continue;
+      }
+      threads_.push_back(std::move(t).value());
+    }
+    if (fresh) continue;
+    // A thread that was exiting still writes its clear_child_tid word and wakes its joiner:
+    // wait until it is gone, so that what the capture sees is what the process will see.
+    auto deadline = std::chrono::steady_clock::now() + kExitBound;
+    for (auto it = exiting.begin(); it != exiting.end();) {
+      auto tids = task_ids(pid);
+      if (!std::binary_search(tids.begin(), tids.end(), it->first)) {
+        it = exiting.erase(it);
+      } else if (std::chrono::steady_clock::now() > deadline) {
+        return make_error(ErrorCode::kRefused, "thread " + std::to_string(it->first) + " of process " +
+                                                   std::to_string(pid) + " can be neither frozen nor seen to end: " +
+                                                   it->second.message);
+      } else {
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+    }
+    std::sort(threads_.begin(), threads_.end(), [](const auto& a, const auto& b) { return a->pid() < b->pid(); });
+    return Status::Ok();
+  }
+  return make_error(ErrorCode::kRefused, "process " + std::to_string(pid) + " makes threads faster than they can be frozen (" +
+                                             std::to_string(threads_.size() + 1) + " after " + std::to_string(kMaxLooks) +
+                                             " looks)");
+}
 
-Status FrozenProcess::resume() { return tracee_->detach(); }
+FrozenProcess::~FrozenProcess() = default;  // the Tracees detach: the process runs on
 
-void FrozenProcess::kill() { tracee_->kill(); }
+Status FrozenProcess::resume() {
+  Status first = Status::Ok();
+  for (auto& t : threads_)
+    if (Status s = t->detach(); !s && first) first = s;
+  if (Status s = tracee_->detach(); !s && first) first = s;
+  return first;
+}
+
+void FrozenProcess::kill() {
+  ::kill(tracee_->pid(), SIGKILL);
+  for (auto& t : threads_) t->kill();  // as their tracer, wait for each thread's end
+  tracee_->kill();
+}
 
 Status FrozenProcess::hand_over() {
   auto site = find_syscall_site(tracee_->pid());
   if (!site) return site.error();
-  auto regs = tracee_->regs();
-  if (!regs) return regs.error();
-  user_regs_struct r = regs.value();
-  r.rip = site.value();
-  r.rax = SYS_exit_group;
-  r.orig_rax = uint64_t(-1);
-  r.rdi = 128 + SIGKILL;
-  if (Status s = tracee_->set_regs(r); !s) return s;
-  return tracee_->detach_stopped();
+  // Every thread points at exit_group: whichever runs first ends them all.
+  auto to_exit = [&](Tracee& t) -> Status {
+    auto regs = t.regs();
+    if (!regs) return regs.error();
+    user_regs_struct r = regs.value();
+    r.rip = site.value();
+    r.rax = SYS_exit_group;
+    r.orig_rax = uint64_t(-1);
+    r.rdi = 128 + SIGKILL;
+    return t.set_regs(r);
+  };
+  for (auto& t : threads_)
+    if (Status s = to_exit(*t); !s) return s;
+  if (Status s = to_exit(*tracee_); !s) return s;
+  // SIGSTOP for the whole group first (detach_stopped), then the others let go: they join its stop.
+  if (Status s = tracee_->detach_stopped(); !s) return s;
+  for (auto& t : threads_) (void)t->detach();
+  return Status::Ok();
 }
 
 Status FrozenProcess::capture(wire::ProcessImage::Builder image, const CaptureOptions& options) {
   pid_t pid = tracee_->pid();
+  std::vector<Scheduling> sched;  // before SameCpu changes the leader's affinity
+  sched.push_back(read_scheduling(pid));
+  for (auto& t : threads_) sched.push_back(read_scheduling(t->pid()));
   SameCpu pinned(pid);
   auto status = parse_status(read_text(proc(pid, "status")));
   if (!status) return status.error();
@@ -277,6 +450,12 @@ Status FrozenProcess::capture(wire::ProcessImage::Builder image, const CaptureOp
   // page that is saved and put back.
   uint64_t scratch = (regs.value().rsp & ~uint64_t(page - 1));
   if (Status s = capture_signals(*tracee_, status.value(), scratch, image.initSignals()); !s) return s;
+
+  auto threads = image.initThreads(uint32_t(thread_count()));
+  if (Status s = capture_thread(*tracee_, true, syscall_site.value(), sched[0], page, threads[0]); !s) return s;
+  for (size_t i = 0; i < threads_.size(); ++i)
+    if (Status s = capture_thread(*threads_[i], false, syscall_site.value(), sched[i + 1], page, threads[uint32_t(i + 1)]); !s)
+      return s;
 
   auto creds = image.initCreds();
   auto uid = creds.initUid(4);

@@ -2,9 +2,13 @@
 // (pm/image.capnp). Memory contents are not in the image: the frozen process keeps them, and
 // read_pages() (or, later, the pager) hands them out.
 //
+// Every thread is frozen and captured (registers, extended state, signal mask and pending
+// signals, rseq, alternate stack, robust list, clear_child_tid, name, scheduling): none runs
+// while another is captured.
+//
 // A process that holds something this release cannot move is refused with an error that
-// names it ("fd 5 is a TCP socket", "mapping 7f1c2e000000-7f1c2e021000 is MAP_SHARED",
-// "3 threads: multi-threaded processes are not yet supported") and left running as it was.
+// names it ("fd 5 is a TCP socket", "mapping 7f1c2e000000-7f1c2e021000 is MAP_SHARED") and
+// left running as it was.
 //
 // Thread-safety: a FrozenProcess is used from the thread that froze it (ptrace's rule).
 #pragma once
@@ -16,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "dipc/status.h"
 #include "pm/image.capnp.h"
@@ -32,7 +37,9 @@ struct CaptureOptions {
 
 class FrozenProcess {
  public:
-  // Stops every thread of `pid` where it is (step 1). kNotFound for an unknown pid.
+  // Stops every thread of `pid` where it is (step 1), threads created meanwhile included (it
+  // looks again until it finds none it has not stopped; kRefused if threads keep coming faster
+  // than that, after a bounded number of looks). kNotFound for an unknown pid.
   static Result<std::unique_ptr<FrozenProcess>> freeze(pid_t pid);
   // Resumes the process unless kill() was called.
   ~FrozenProcess();
@@ -65,11 +72,14 @@ class FrozenProcess {
   // This object is inert afterwards.
   Status hand_over();
 
-  Tracee& tracee() { return *tracee_; }
+  Tracee& tracee() { return *tracee_; }  // the thread-group leader's
+  size_t thread_count() const { return 1 + threads_.size(); }
 
  private:
   explicit FrozenProcess(std::unique_ptr<Tracee> t) : tracee_(std::move(t)) {}
+  Status freeze_threads();
   std::unique_ptr<Tracee> tracee_;
+  std::vector<std::unique_ptr<Tracee>> threads_;  // the others, in tid order
 };
 
 }  // namespace ferry::pm

@@ -68,8 +68,6 @@ std::string socket_kind(pid_t pid, const std::string& target) {
 
 Status check_movable(pid_t pid, const StatusInfo& status, const std::vector<Vma>& maps,
                      const std::vector<OpenFd>& fds) {
-  if (status.threads > 1)
-    return refused(std::to_string(status.threads) + " threads: multi-threaded processes are not yet supported");
   if (auto ns = namespace_pids(pid); ns && ns.value().size() > 2)
     return refused("it is " + std::to_string(ns.value().size() - 1) +
                    " pid namespaces below this node's: only a job's own namespace (one level) is recreated");

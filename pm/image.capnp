@@ -29,6 +29,36 @@ struct ProcessImage {
   pidInJob @19 :UInt32;          # its pid in its job's own pid namespace (pm/job_namespace.h),
                                  # which a restore recreates; 0: a process of the capturer's
                                  # pid namespace, not in a job
+  threads @20 :List(Thread);     # every thread, the leader first; the leader's registers,
+                                 # extended state, mask, pending signals and rseq are the
+                                 # fields above (its entry leaves them empty)
+}
+
+# What each thread has of its own.
+struct Thread {
+  tid @0 :UInt32;                # as the capturing node saw it
+  tidInJob @1 :UInt32;           # in the job's namespace (0: not in a job)
+  regs @2 :Data;                 # struct user_regs_struct (fs_base, gs_base included)
+  xstate @3 :Data;
+  blocked @4 :UInt64;
+  pending @5 :List(Data);        # thread-directed queued signals (siginfo_t)
+  rseq @6 :Rseq;
+  altStack @7 :AltStack;
+  robustList @8 :UInt64;         # set_robust_list head (0: none)
+  robustListLength @9 :UInt64;
+  clearChildTid @10 :UInt64;     # set_tid_address (what pthread_join waits on)
+  name @11 :Text;                # comm
+  policy @12 :Int32;             # SCHED_*
+  priority @13 :Int32;           # sched_priority (real-time policies)
+  nice @14 :Int32;
+  affinity @15 :Data;            # cpu_set_t
+}
+
+struct AltStack {
+  base @0 :UInt64;
+  size @1 :UInt64;
+  flags @2 :UInt32;              # SS_DISABLE, SS_AUTODISARM (SS_ONSTACK is not restored: a
+                                 # thread on its alternate stack is refused at capture)
 }
 
 struct Vma {

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -164,6 +165,17 @@ Result<std::vector<OpenFd>> read_fds(pid_t pid) {
   }
   ::closedir(d);
   std::sort(out.begin(), out.end(), [](const OpenFd& a, const OpenFd& b) { return a.fd < b.fd; });
+  return out;
+}
+
+std::vector<pid_t> task_ids(pid_t pid) {
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    pid_t tid = std::atoi(e.path().filename().c_str());
+    if (tid > 0) out.push_back(tid);
+  }
+  std::sort(out.begin(), out.end());
   return out;
 }
 

@@ -72,6 +72,9 @@ Result<std::vector<OpenFd>> read_fds(pid_t pid);
 // "pos:\t0\nflags:\t0100002\n..." -> position and flags.
 Status parse_fdinfo(std::string_view text, OpenFd& fd);
 
+// The ids of a process's threads (/proc/PID/task), ascending; empty for an unknown pid.
+std::vector<pid_t> task_ids(pid_t pid);
+
 std::string read_text(const std::string& path);  // "" when unreadable
 std::string read_link(const std::string& path);   // "" when unreadable
 

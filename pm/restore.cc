@@ -19,9 +19,12 @@
 #include <sys/syscall.h>
 #include <sys/user.h>
 #include <sys/wait.h>
+#include <linux/sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <cstring>
 #include <map>
 #include <sstream>
@@ -430,9 +433,8 @@ Status restore_credentials(Builder& b, wire::ProcessImage::Reader image) {
   return Status::Ok();
 }
 
-Status restore_cpu(Tracee& t, wire::ProcessImage::Reader image) {
+Status restore_cpu(Tracee& t, capnp::Data::Reader raw, capnp::Data::Reader xs, uint64_t blocked) {
   user_regs_struct regs{};
-  auto raw = image.getRegs();
   if (raw.size() != sizeof regs) return make_error(ErrorCode::kInvalid, "the image's registers have the wrong size");
   std::memcpy(&regs, raw.begin(), sizeof regs);
   // Stopped inside a syscall that the kernel would restart: run it again with its original
@@ -450,13 +452,128 @@ Status restore_cpu(Tracee& t, wire::ProcessImage::Reader image) {
     regs.rip -= 2;
   }
   regs.orig_rax = uint64_t(-1);
-  auto xs = image.getXstate();
   if (Status s = t.set_xstate(std::span(reinterpret_cast<const std::byte*>(xs.begin()), xs.size())); !s) return s;
-  if (Status s = t.set_blocked_signals(image.getSignals().getBlocked()); !s) return s;
+  if (Status s = t.set_blocked_signals(blocked); !s) return s;
   return t.set_regs(regs);
 }
 
+// What a thread has of its own that only it can set (injected in it): rseq (not the leader's:
+// restore_signals_and_rseq did it), alternate stack, robust list, clear_child_tid, name.
+Status restore_thread_extras(Builder& b, wire::Thread::Reader th, bool leader) {
+  auto rseq = th.getRseq();
+  if (!leader && rseq.getAddress() != 0) {
+    if (auto r = b.call("rseq", SYS_rseq, rseq.getAddress(), rseq.getLength(), 0, rseq.getSignature()); !r)
+      return r.error();
+  }
+  auto alt = th.getAltStack();
+  if (alt.getBase() != 0 || alt.getSize() != 0) {
+    stack_t ss{};
+    ss.ss_sp = reinterpret_cast<void*>(alt.getBase());
+    ss.ss_size = alt.getSize();
+    ss.ss_flags = int(alt.getFlags() & ~uint32_t(SS_ONSTACK));
+    if (!(ss.ss_flags & SS_DISABLE)) {
+      auto p = b.put(&ss, sizeof ss);
+      if (!p) return p.error();
+      if (auto r = b.call("sigaltstack", SYS_sigaltstack, p.value(), 0); !r) return r.error();
+    }
+  }
+  if (th.getRobustList() != 0)
+    if (auto r = b.call("set_robust_list", SYS_set_robust_list, th.getRobustList(), th.getRobustListLength()); !r)
+      return r.error();
+  if (auto r = b.call("set_tid_address", SYS_set_tid_address, th.getClearChildTid()); !r) return r.error();
+  if (th.getName().size() > 0) {
+    auto p = b.put_string(th.getName());
+    if (!p) return p.error();
+    if (auto r = b.call("name the thread", SYS_prctl, PR_SET_NAME, p.value()); !r) return r.error();
+  }
+  return Status::Ok();
+}
+
 }  // namespace
+
+// Step 9b: the threads. Each is made by an injected clone3 in the leader (with its tid, by
+// set_tid, where RestoreOptions keeps the pid), taken as it starts (PTRACE_O_TRACECLONE: it
+// never runs a single instruction of its own before its registers are set), and given what only
+// it can set. Its pending signals are queued by the leader (rt_tgsigqueueinfo to a thread of
+// its own group, allowed for any si_code only from the group's leader).
+struct ThreadRestorer {
+  RestoredProcess& proc;
+  Builder& b;
+  wire::ProcessImage::Reader image;
+  const RestoreOptions& options;
+
+  Status run(bool* tids_kept) {
+    auto threads = image.getThreads();
+    auto schedule = [&](pid_t tid, wire::Thread::Reader th) {
+      RestoredProcess::Scheduling s{tid, th.getPolicy(), th.getPriority(), th.getNice(), {}};
+      auto a = th.getAffinity();
+      s.affinity.assign(reinterpret_cast<const std::byte*>(a.begin()), reinterpret_cast<const std::byte*>(a.end()));
+      proc.scheduling_.push_back(std::move(s));
+    };
+    if (threads.size() == 0) return Status::Ok();  // an image from before threads moved
+    if (Status s = restore_thread_extras(b, threads[0], true); !s) return s;
+    schedule(proc.tracee_->pid(), threads[0]);
+    if (threads.size() == 1) return Status::Ok();
+    auto self = b.call("getpid", SYS_getpid);
+    if (!self) return self.error();
+    if (Status s = proc.tracee_->set_trace_clone(true); !s) return s;
+    for (uint32_t i = 1; i < threads.size(); ++i) {
+      auto th = threads[i];
+      pid_t want = options.pid == 0 ? 0 : pid_t(options.job ? th.getTidInJob() : th.getTid());
+      auto tid = clone_thread(want);
+      if (!tid && tid.error().code == ErrorCode::kRefused && !options.job) {
+        *tids_kept = false;  // taken on this machine: any tid
+        tid = clone_thread(0);
+      }
+      if (!tid) return tid.error();
+      pid_t host_tid = proc.tracee_->take_new_thread();
+      if (host_tid <= 0) return make_error(ErrorCode::kInternal, "restore: clone3 made a thread nobody saw start");
+      auto t = Tracee::adopt_new_thread(host_tid);
+      if (!t) return t.error();
+      t.value()->set_syscall_site(proc.tracee_->syscall_site());
+      proc.threads_.push_back(std::move(t).value());
+      Builder tb(*proc.threads_.back(), b.data_address());
+      if (Status s = restore_thread_extras(tb, th, false); !s) return s;
+      for (auto info : th.getPending()) {
+        siginfo_t si{};
+        std::memcpy(&si, info.begin(), std::min(sizeof si, size_t(info.size())));
+        auto p = b.put(&si, sizeof si);
+        if (!p) return p.error();
+        if (auto r = b.call("queue a thread's signal", SYS_rt_tgsigqueueinfo, uint64_t(self.value()), uint64_t(tid.value()),
+                            uint64_t(si.si_signo), p.value());
+            !r)
+          return r.error();
+      }
+      schedule(host_tid, th);
+    }
+    return proc.tracee_->set_trace_clone(false);
+  }
+
+  // A thread of the leader's group, with tid `want` in the process's namespace (0: any); its
+  // tid there. kRefused when `want` is taken.
+  Result<pid_t> clone_thread(pid_t want) {
+    struct {
+      clone_args args;
+      pid_t tid;
+    } a{};
+    a.args.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
+    a.tid = want;
+    // Where the args land decides the set_tid pointer: written twice, the second time with it.
+    auto at = b.put(&a, sizeof a);
+    if (!at) return at.error();
+    if (want > 0) {
+      a.args.set_tid = at.value() + offsetof(decltype(a), tid);
+      a.args.set_tid_size = 1;
+      at = b.put(&a, sizeof a);
+      if (!at) return at.error();
+    }
+    auto r = proc.tracee_->syscall(SYS_clone3, at.value(), sizeof(clone_args));
+    if (!r) return r.error();
+    if (r.value() == -EEXIST) return make_error(ErrorCode::kRefused, "restore: tid " + std::to_string(want) + " is taken");
+    if (r.value() < 0) return make_error(ErrorCode::kUnavailable, std::string("restore: clone3 (a thread): ") + std::strerror(int(-r.value())));
+    return pid_t(r.value());
+  }
+};
 
 bool is_lazy(wire::Vma::Reader v) {
   auto k = v.getKind();
@@ -466,10 +583,15 @@ bool is_lazy(wire::Vma::Reader v) {
 
 std::vector<uint64_t> pages_written_by_restore(wire::ProcessImage::Reader image) {
   std::vector<uint64_t> pages;
-  auto rseq = image.getRseq();
-  if (rseq.getAddress() != 0 && rseq.getLength() != 0)
-    for (uint64_t p = rseq.getAddress() & ~(kPage - 1); p < rseq.getAddress() + rseq.getLength(); p += kPage)
-      pages.push_back(p);
+  auto add = [&](wire::Rseq::Reader rseq) {
+    if (rseq.getAddress() != 0 && rseq.getLength() != 0)
+      for (uint64_t p = rseq.getAddress() & ~(kPage - 1); p < rseq.getAddress() + rseq.getLength(); p += kPage)
+        pages.push_back(p);
+  };
+  add(image.getRseq());
+  for (auto th : image.getThreads()) add(th.getRseq());  // the leader's entry has none
+  std::sort(pages.begin(), pages.end());
+  pages.erase(std::unique(pages.begin(), pages.end()), pages.end());
   return pages;
 }
 
@@ -506,7 +628,7 @@ Result<std::unique_ptr<RestoredProcess>> RestoredProcess::build(wire::ProcessIma
   Tracee& t = *proc->tracee_;
   SameCpu pinned(pid);
   auto fail = [&](const Error& e) -> Result<std::unique_ptr<RestoredProcess>> {
-    t.kill();
+    proc->kill_all();
     return e;
   };
 
@@ -562,7 +684,13 @@ Result<std::unique_ptr<RestoredProcess>> RestoredProcess::build(wire::ProcessIma
   if (Status s = restore_mm(b, image); !s) return fail(s.error());
   if (Status s = restore_files(b, image); !s) return fail(s.error());
   if (Status s = restore_signals_and_rseq(b, image); !s) return fail(s.error());
+  if (Status s = ThreadRestorer{*proc, b, image, options}.run(&pid_kept); !s) return fail(s.error());
+  // Credentials are each thread's own (glibc's setuid makes every thread call it).
   if (Status s = restore_credentials(b, image); !s) return fail(s.error());
+  for (auto& th : proc->threads_) {
+    Builder tb(*th, b.data_address());
+    if (Status s = restore_credentials(tb, image); !s) return fail(s.error());
+  }
 
   // The last injected call removes the scratch area, from a syscall instruction of the
   // restored process's own (its vDSO has one).
@@ -570,7 +698,12 @@ Result<std::unique_ptr<RestoredProcess>> RestoredProcess::build(wire::ProcessIma
   if (!own_site) return fail(own_site.error());
   t.set_syscall_site(own_site.value());
   if (auto r = b.call("unmap the scratch area", SYS_munmap, scratch, kScratchPages * kPage); !r) return fail(r.error());
-  if (Status s = restore_cpu(t, image); !s) return fail(s.error());
+  if (Status s = restore_cpu(t, image.getRegs(), image.getXstate(), image.getSignals().getBlocked()); !s)
+    return fail(s.error());
+  for (size_t i = 0; i < proc->threads_.size(); ++i) {
+    auto th = image.getThreads()[uint32_t(i + 1)];
+    if (Status s = restore_cpu(*proc->threads_[i], th.getRegs(), th.getXstate(), th.getBlocked()); !s) return fail(s.error());
+  }
 
   proc->stats_.injected_syscalls = t.injected_syscalls();
   proc->stats_.pid_kept = pid_kept;
@@ -579,10 +712,28 @@ Result<std::unique_ptr<RestoredProcess>> RestoredProcess::build(wire::ProcessIma
 }
 
 RestoredProcess::~RestoredProcess() {
-  if (!started_ && tracee_) tracee_->kill();
+  if (!started_ && tracee_) kill_all();
+}
+
+void RestoredProcess::kill_all() {
+  ::kill(tracee_->pid(), SIGKILL);
+  for (auto& th : threads_) th->kill();
+  tracee_->kill();
 }
 
 Status RestoredProcess::start() {
+  for (const auto& s : scheduling_) {
+    // Best effort: a real-time policy or an affinity this node cannot give is left as it is.
+    if (!s.affinity.empty()) (void)::sched_setaffinity(s.tid, s.affinity.size(), reinterpret_cast<const cpu_set_t*>(s.affinity.data()));
+    (void)::setpriority(PRIO_PROCESS, id_t(s.tid), s.nice);
+    if (s.policy != SCHED_OTHER) {
+      sched_param p{};
+      p.sched_priority = s.priority;
+      (void)::sched_setscheduler(s.tid, s.policy, &p);
+    }
+  }
+  for (auto& th : threads_)
+    if (Status s = th->detach(); !s) return s;
   if (Status s = tracee_->detach(); !s) return s;
   started_ = true;
   return Status::Ok();

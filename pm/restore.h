@@ -1,5 +1,6 @@
 // Step 3 of a migration: build a new process from a ProcessImage, so that it continues as if
-// nothing happened. The process is rebuilt from the restore stub (pm/stub/) by injected system
+// nothing happened, with each of its threads (their tids kept where options.pid is kept:
+// set_tid in the job's namespace). The process is rebuilt from the restore stub (pm/stub/) by injected system
 // calls: every VMA mapped at its original address (files re-mapped at their offsets),
 // the vDSO moved to the source's address, mm fields restored with PR_SET_MM_MAP, files
 // reopened at their offsets, cwd, umask, rlimits, signal state, rseq, credentials, registers
@@ -103,7 +104,17 @@ class RestoredProcess {
 
  private:
   explicit RestoredProcess(std::unique_ptr<Tracee> t) : tracee_(std::move(t)) {}
+  friend struct ThreadRestorer;
+  void kill_all();  // the process and, as their tracer, the end of each thread
+  // How each thread is scheduled, set as it starts (the restore pins threads to one CPU).
+  struct Scheduling {
+    pid_t tid = 0;
+    int policy = 0, priority = 0, nice = 0;
+    std::vector<std::byte> affinity;  // cpu_set_t, or empty
+  };
   std::unique_ptr<Tracee> tracee_;
+  std::vector<std::unique_ptr<Tracee>> threads_;  // the others, in image order
+  std::vector<Scheduling> scheduling_;
   RestoreStats stats_;
   UniqueFd uffd_;
   std::vector<LazyRange> lazy_ranges_;

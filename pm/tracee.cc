@@ -43,6 +43,7 @@ Result<std::unique_ptr<Tracee>> Tracee::seize(pid_t pid, bool kill_with_tracer) 
     return sys_error(pid, "PTRACE_SEIZE", err);
   }
   std::unique_ptr<Tracee> t(new Tracee(pid, false));
+  t->options_ = options;
   if (::ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) != 0) return sys_error(pid, "PTRACE_INTERRUPT", errno);
   if (Status s = t->wait_stop("freeze"); !s) return s.error();
   return t;
@@ -54,8 +55,35 @@ Result<std::unique_ptr<Tracee>> Tracee::adopt_exec_stopped_child(pid_t pid) {
     t->attached_ = false;
     return s.error();
   }
-  ::ptrace(PTRACE_SETOPTIONS, pid, nullptr, PTRACE_O_EXITKILL);
+  t->options_ = PTRACE_O_EXITKILL;
+  ::ptrace(PTRACE_SETOPTIONS, pid, nullptr, t->options_);
   return t;
+}
+
+Result<std::unique_ptr<Tracee>> Tracee::adopt_new_thread(pid_t tid) {
+  std::unique_ptr<Tracee> t(new Tracee(tid, false));
+  // Its first stop: the SIGSTOP that auto-attaching queues (a signal-delivery stop; resuming
+  // with no signal drops it), or PTRACE_EVENT_STOP for a seized tracer.
+  for (;;) {
+    int status = 0;
+    if (::waitpid(tid, &status, __WALL) < 0) {
+      if (errno == EINTR) continue;
+      t->attached_ = false;
+      return sys_error(tid, "waiting for a new thread's first stop", errno);
+    }
+    if (WIFEXITED(status) || WIFSIGNALED(status)) {
+      t->attached_ = false;
+      return make_error(ErrorCode::kNotFound, who(tid) + " (a new thread) died before its first stop");
+    }
+    if (WIFSTOPPED(status)) return t;
+  }
+}
+
+Status Tracee::set_trace_clone(bool trace_clone) {
+  long options = trace_clone ? (options_ | PTRACE_O_TRACECLONE) : (options_ & ~long(PTRACE_O_TRACECLONE));
+  if (::ptrace(PTRACE_SETOPTIONS, pid_, nullptr, options) != 0) return sys_error(pid_, "PTRACE_SETOPTIONS", errno);
+  options_ = options;
+  return Status::Ok();
 }
 
 Tracee::~Tracee() {
@@ -226,7 +254,13 @@ Result<long> Tracee::syscall(long number, uint64_t a1, uint64_t a2, uint64_t a3,
     // The single-step's trap: a SIGTRAP signal-delivery stop. A PTRACE_EVENT_STOP (also SIGTRAP)
     // is an interrupt or group stop taken before the syscall ran: step again.
     if (WIFSTOPPED(status) && WSTOPSIG(status) == SIGTRAP && (status >> 16) == 0) break;
-    if (WIFSTOPPED(status) && (status >> 16) == 0) unblockable = WSTOPSIG(status);
+    // An injected clone made a thread (set_trace_clone): its tid, then on with the step.
+    if (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_CLONE) {
+      unsigned long tid = 0;
+      if (::ptrace(PTRACE_GETEVENTMSG, pid_, nullptr, &tid) == 0) new_thread_ = pid_t(tid);
+    } else if (WIFSTOPPED(status) && (status >> 16) == 0) {
+      unblockable = WSTOPSIG(status);
+    }
     if (::ptrace(PTRACE_SINGLESTEP, pid_, nullptr, nullptr) != 0) return sys_error(pid_, "PTRACE_SINGLESTEP", errno);
   }
   auto after = regs();

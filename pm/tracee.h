@@ -20,6 +20,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dipc/status.h"
@@ -41,6 +42,9 @@ class Tracee {
   static Result<std::unique_ptr<Tracee>> seize(pid_t pid, bool kill_with_tracer = false);
   // Takes over a child that called PTRACE_TRACEME and then execve(): waits for its exec stop.
   static Result<std::unique_ptr<Tracee>> adopt_exec_stopped_child(pid_t pid);
+  // A thread that an injected clone created in a traced process (PTRACE_O_TRACECLONE, see
+  // take_new_thread()): waits for its first stop. It is not our child (the process is).
+  static Result<std::unique_ptr<Tracee>> adopt_new_thread(pid_t tid);
   ~Tracee();
   Tracee(const Tracee&) = delete;
   Tracee& operator=(const Tracee&) = delete;
@@ -74,13 +78,20 @@ class Tracee {
   Result<long> syscall(long number, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0,
                        uint64_t a5 = 0, uint64_t a6 = 0);
   int injected_syscalls() const { return injected_; }
+  // With `trace_clone` (PTRACE_O_TRACECLONE), a thread that an injected clone creates starts
+  // traced and stopped, and the call's caller gets its tid once from take_new_thread().
+  Status set_trace_clone(bool trace_clone);
+  pid_t take_new_thread() { return std::exchange(new_thread_, 0); }
 
   // Lets the process run on (same as destroying the Tracee, but reports failure).
   Status detach();
   // Detaches but leaves the process stopped (SIGSTOP), for another tracer to take.
   Status detach_stopped();
-  // Kills the process (SIGKILL) and reaps it if it is our child.
+  // Kills the process (SIGKILL) and reaps it if it is our child (or waits for this thread's
+  // end, as its tracer must).
   void kill();
+  // The thread is gone (its process was killed through another thread): nothing to detach.
+  void forget() { attached_ = false; }
   // Without blocking: whether the process has died (someone killed it); reaps it as its tracer,
   // so that its parent can. Stops it reports meanwhile are consumed; it stays stopped.
   bool poll_exit();
@@ -95,6 +106,8 @@ class Tracee {
   int mem_fd_ = -1;
   uint64_t syscall_site_ = 0;
   int injected_ = 0;
+  long options_ = 0;
+  pid_t new_thread_ = 0;
 };
 
 // While alive, the calling thread and the tracee run on one CPU (the one the thread is on), so
