@@ -110,5 +110,29 @@ TEST_F(Threads, ThreadsBornAndDyingDuringTheFreeze) {
   expect_same_lines(output(gpid), reference);
 }
 
+// Programs of the kinds people run, each moved lazily five times at random moments.
+TEST_F(Threads, OpenMpWithEightThreadsOnTwoGiB) {
+  std::vector<std::string> argv{program("omp_rounds"), "2048", "14", "300"};
+  std::string reference = undisturbed(argv);
+  uint64_t gpid = start(argv);
+  ASSERT_NE(gpid, 0u);
+  EXPECT_EQ(move_around(gpid, 5, {""}), 5) << "it ended before five moves";
+  auto w = cluster.run({"wait", std::to_string(gpid)});
+  EXPECT_EQ(w.status, 0) << w.out << w.err;
+  expect_same_lines(output(gpid), reference);
+}
+
+TEST_F(Threads, PythonThreadPoolOfEightHashingOneGiB) {
+  std::vector<std::string> argv{"/usr/bin/python3", program("thread_pool_hash.py"), "1024", "14"};
+  std::string reference = undisturbed(argv);
+  uint64_t gpid = start(argv);
+  ASSERT_NE(gpid, 0u);
+  std::this_thread::sleep_for(1500ms);  // its buffer is filled and the pool's threads are there
+  EXPECT_EQ(move_around(gpid, 5, {""}), 5) << "it ended before five moves";
+  auto w = cluster.run({"wait", std::to_string(gpid)});
+  EXPECT_EQ(w.status, 0) << w.out << w.err;
+  expect_same_lines(output(gpid), reference);
+}
+
 }  // namespace
 }  // namespace ferry::testing

@@ -1,5 +1,6 @@
 /* Refusal cases: argv[1] = "socket" (a TCP socket on fd 3+), "shared" (MAP_SHARED anonymous
- * memory) or "threads" (a second thread). Prints "ready" and sleeps until killed. */
+ * memory) or "threads" (two more threads, and the socket). Prints "ready" and sleeps until
+ * killed. */
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -16,7 +17,7 @@ static void* idle(void* p) {
 
 int main(int argc, char** argv) {
   const char* what = argc > 1 ? argv[1] : "socket";
-  if (!strcmp(what, "socket")) {
+  if (!strcmp(what, "socket") || !strcmp(what, "threads")) {
     int s = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {0};
     a.sin_family = AF_INET;
