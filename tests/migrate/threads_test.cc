@@ -110,6 +110,20 @@ TEST_F(Threads, ThreadsBornAndDyingDuringTheFreeze) {
   expect_same_lines(output(gpid), reference);
 }
 
+// A PI mutex held while another thread waits in the kernel, a robust mutex whose owner dies
+// holding it, a condition variable: all across five moves (they need the tids kept).
+TEST_F(Threads, PiAndRobustMutexesAndAConditionVariableAcrossMoves) {
+  std::vector<std::string> argv{program("pthread_sync"), "150", "20"};
+  std::string reference = undisturbed(argv);
+  ASSERT_NE(reference.find("EOWNERDEAD"), std::string::npos) << reference;
+  uint64_t gpid = start(argv);
+  ASSERT_NE(gpid, 0u);
+  EXPECT_EQ(move_around(gpid, 5, {"", "--eager"}), 5) << "it ended before five moves";
+  auto w = cluster.run({"wait", std::to_string(gpid)});
+  EXPECT_EQ(w.status, 0) << w.out << w.err;
+  expect_same_lines(output(gpid), reference);
+}
+
 // Programs of the kinds people run, each moved lazily five times at random moments.
 TEST_F(Threads, OpenMpWithEightThreadsOnTwoGiB) {
   std::vector<std::string> argv{program("omp_rounds"), "2048", "14", "300"};
