@@ -216,7 +216,30 @@ Status capture_thread(Tracee& t, bool leader, uint64_t syscall_site, const Sched
 
 }  // namespace
 
+// A thread in an uninterruptible sleep (state D: a stuck device or network file system)
+// cannot be stopped until it wakes, and seizing it would hang the freeze: wait a little, then
+// refuse, before anything is seized.
+static Status refuse_if_stuck(pid_t pid, pid_t tid) {
+  constexpr auto kStuckBound = std::chrono::seconds(2);
+  auto deadline = std::chrono::steady_clock::now() + kStuckBound;
+  for (;;) {
+    std::string stat = read_text("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/stat");
+    auto close = stat.rfind(')');
+    if (close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] != 'D') return Status::Ok();
+    if (std::chrono::steady_clock::now() > deadline) {
+      std::string wchan = read_text("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/wchan");
+      return make_error(ErrorCode::kRefused, "thread " + std::to_string(tid) + " of process " + std::to_string(pid) +
+                                                 " has been in an uninterruptible sleep for over 2 s (in " +
+                                                 (wchan.empty() ? std::string("the kernel") : wchan) +
+                                                 "): it cannot be frozen now; try again later");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
 Result<std::unique_ptr<FrozenProcess>> FrozenProcess::freeze(pid_t pid) {
+  for (pid_t tid : task_ids(pid))
+    if (Status s = refuse_if_stuck(pid, tid); !s) return s.error();
   auto t = Tracee::seize(pid);
   if (!t) {
     // A leader that called pthread_exit is a zombie while its threads run on.
@@ -243,6 +266,7 @@ Status FrozenProcess::freeze_threads() {
     for (pid_t tid : task_ids(pid)) {
       if (!seen.insert(tid).second) continue;
       fresh = true;
+      if (Status st = refuse_if_stuck(pid, tid); !st) return st;
       auto t = Tracee::seize(tid);
       if (!t) {
         if (t.error().code != ErrorCode::kNotFound && t.error().code != ErrorCode::kUnauthorized) return t.error();

@@ -124,6 +124,25 @@ TEST_F(Threads, PiAndRobustMutexesAndAConditionVariableAcrossMoves) {
   expect_same_lines(output(gpid), reference);
 }
 
+// A job waiting in an uninterruptible sleep (a vfork parent) cannot be stopped: the migration
+// is refused within a bounded time, naming the thread, and the job runs on to its end.
+TEST_F(Threads, AThreadInAnUninterruptibleSleepIsRefusedInBoundedTime) {
+  uint64_t gpid = start({program("vfork_waiter"), "8"});
+  ASSERT_NE(gpid, 0u);
+  for (int i = 0; i < 500 && output(gpid).find("waiting") == std::string::npos; ++i) std::this_thread::sleep_for(10ms);
+  std::this_thread::sleep_for(300ms);
+  auto t0 = std::chrono::steady_clock::now();
+  auto m = cluster.run({"migrate", std::to_string(gpid), "--to", "n2"});
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_NE(m.status, 0) << "a process in a vfork wait was moved?";
+  EXPECT_NE(m.err.find("uninterruptible sleep"), std::string::npos) << m.err;
+  EXPECT_LT(took, 6s) << "the refusal took too long";
+  EXPECT_EQ(info(gpid)["node"], "n1");
+  auto w = cluster.run({"wait", std::to_string(gpid)});
+  EXPECT_EQ(w.status, 0) << w.out << w.err;
+  EXPECT_EQ(output(gpid), "waiting\ndone\n");
+}
+
 // Programs of the kinds people run, each moved lazily five times at random moments.
 TEST_F(Threads, OpenMpWithEightThreadsOnTwoGiB) {
   std::vector<std::string> argv{program("omp_rounds"), "2048", "14", "300"};
