@@ -27,7 +27,7 @@ namespace {
 // The suite's order: the transport and the pager first, then what migration is for.
 const std::vector<std::string> kOrder = {
     "dipc-rtt",  "restore",    "fault-latency", "prefetch-throughput", "pager-rss", "downtime",
-    "last-page", "full-speed", "slowdown",      "peak-memory",         "traffic"};
+    "last-page", "full-speed", "slowdown",      "peak-memory",         "traffic",  "threads"};
 
 std::vector<std::string> suite() {
   std::vector<std::string> names;

@@ -3,11 +3,12 @@
 //
 // How: a 256 MiB region moved by the pagers of a 2-node local cluster (pager_move.h) with
 // prefetch off, faulted at random by one thread (the fault-around window stays at one page):
+// (or by THREADS threads at once: `ferry-bench threads` asks for 16)
 // the importer's own latency histogram (ferry stat: p50/p90/p99/max, and p0..p100 when the pager
 // gives them) against a raw fi_send/fi_recv request with a 4 KiB reply between two processes on
 // the same addresses and provider (raw_fabric.h). Target: p50 <= 1.5x raw.
 //
-//   ferry-bench fault-latency [MiB=256] [raw rounds=10000]
+//   ferry-bench fault-latency [MiB=256] [raw rounds=10000] [THREADS=1]
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -37,17 +38,18 @@ nlohmann::json run(const std::vector<std::string>& args) {
   const std::string name = "fault-latency";
   const uint64_t mib = uint64_t(std::max(16.0, arg_number(args, 0, 256)));
   const int rounds = int(std::max(100.0, arg_number(args, 1, 10000)));
+  const int threads = int(std::clamp(arg_number(args, 2, 1), 1.0, 64.0));
   std::cout << fmt::format(
-      "fault-latency: random faults by 1 thread over {} MiB, prefetch off; "
+      "fault-latency: random faults by {} thread{} over {} MiB, prefetch off; "
       "raw: {} round trips, provider {}, {} -> {}\n",
-      mib, rounds, kRawProvider, kClientHost, kServerHost);
+      threads, threads == 1 ? "" : "s at once", mib, rounds, kRawProvider, kClientHost, kServerHost);
   ImportView v;
   nlohmann::json entry;
   double wall_ms = 0;
   bool source_gone = false;
   {
     Move m;
-    if (auto err = m.prepare(mib, "1", "random"); !err.empty()) return error_entry(name, err);
+    if (auto err = m.prepare(mib, std::to_string(threads), "random"); !err.empty()) return error_entry(name, err);
     if (auto err = m.export_and_import(false); !err.empty()) return error_entry(name, err);
     progress("faulting " + std::to_string(mib) + " MiB at random");
     auto t0 = Clock::now();
@@ -100,6 +102,7 @@ nlohmann::json run(const std::vector<std::string>& args) {
             {"zero_pages", v.zero},
             {"duplicate_pages", v.duplicates},
             {"process_us_per_fault", e2e},
+            {"faulting_threads", threads},
             {"region_mib", mib}}},
           {"reference", {{"raw_4k_request_reply", raw}}},
           {"ratio", {{"p50", ratio}, {"p99", ratio99}}},
@@ -121,7 +124,7 @@ Register reg({"fault-latency",
               "faulted at random by one thread: the importer's fault service time (ferry stat) "
               "against a raw libfabric request with a 4 KiB reply between two processes on the "
               "same addresses and provider, in the same run. Target: p50 within 1.5x of raw.",
-              "[MiB=256] [RAW_ROUNDS=10000]"});
+              "[MiB=256] [RAW_ROUNDS=10000] [THREADS=1]"});
 
 }  // namespace
 }  // namespace ferry::bench

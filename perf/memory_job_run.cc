@@ -25,8 +25,10 @@ MemoryJob::~MemoryJob() {
 std::string MemoryJob::start() {
   const std::string program = perf_program("memory_job");
   if (access(program.c_str(), X_OK) != 0) return "missing " + program + " (build perf_memory_job)";
-  auto r = cluster_.cli({"run", "--node", spec.node, "-d", "--", program, std::to_string(spec.mib),
-                         spec.pattern, std::to_string(spec.accesses), std::to_string(spec.seed)});
+  std::vector<std::string> args{"run", "--node", spec.node, "-d", "--", program, std::to_string(spec.mib),
+                                spec.pattern, std::to_string(spec.accesses), std::to_string(spec.seed)};
+  if (spec.threads > 1) args.push_back(std::to_string(spec.threads));
+  auto r = cluster_.cli(args);
   if (r.status != 0) return "ferry run: " + r.text();
   gpid = std::strtoull(r.out.c_str(), nullptr, 10);
   if (gpid == 0) return "ferry run printed '" + r.out + "'";

@@ -23,6 +23,7 @@ struct JobSpec {
   uint64_t accesses = 0;               // 0: runs until stopped
   uint64_t seed = 1;
   std::string node = "n1";
+  int threads = 1;                     // > 1: that many threads in all, the others idle
   std::string describe() const;  // "1024 MiB random-10%"
 };
 

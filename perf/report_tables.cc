@@ -247,6 +247,17 @@ std::string traffic(const json& e) {
   return t.str();
 }
 
+std::string threads(const json& e) {
+  const json& f = field(e, "figures");
+  Table t({"threads", "downtime ms", "ferry freeze to resume ms", "capture ms", "install ms"});
+  for (const auto& r : field(f, "rows"))
+    t.row({num(field(r, "threads")), num(field(r, "downtime_ms")), num(field(r, "freeze_to_resume_ms")),
+           num(field(r, "capture_ms")), num(field(r, "install_ms"))});
+  std::string out = t.str();
+  if (f.contains("per_thread_us")) out += fmt::format("\nCost per thread: {} us.\n", num(f["per_thread_us"]));
+  return out;
+}
+
 }  // namespace
 
 std::string figures_tables(const json& entry) {
@@ -261,7 +272,8 @@ std::string figures_tables(const json& entry) {
       {"full-speed", full_speed},
       {"slowdown", slowdown},
       {"peak-memory", peak_memory},
-      {"traffic", traffic}};
+      {"traffic", traffic},
+      {"threads", threads}};
   if (entry.contains("error") || !entry.contains("figures")) return "";
   auto it = layouts.find(entry.value("name", ""));
   if (it == layouts.end()) return "";

@@ -2,7 +2,10 @@
  * ACCESSES page accesses in one of three patterns and prints its progress counter with a
  * timestamp at least every 0.5 ms:
  *
- *   memory_job MIB seq|random-10%|random-100% ACCESSES [SEED]
+ *   memory_job MIB seq|random-10%|random-100% ACCESSES [SEED] [THREADS]
+ *
+ * With THREADS > 1, THREADS - 1 more threads wait on a condition variable for ever (as the idle
+ * threads of a runtime's pool do): the threads benchmark moves them with the job.
  *
  *   seq          page after page through all of its memory, round after round
  *   random-10%   random pages of a hot set: a contiguous tenth of its memory, in the middle
@@ -24,6 +27,7 @@
  * x86-64 and arm64 that look is the CPU's counter (rdtsc, cntvct: a few ns, not serialising, so
  * the random patterns keep their memory-level parallelism), calibrated against CLOCK_MONOTONIC at
  * the start; elsewhere CLOCK_MONOTONIC every 16 accesses. */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,9 +67,19 @@ static void say(const char* line) {
   }
 }
 
+static pthread_mutex_t idle_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t idle_cond = PTHREAD_COND_INITIALIZER;
+
+static void* idle(void* arg) {
+  (void)arg;
+  pthread_mutex_lock(&idle_lock);
+  for (;;) pthread_cond_wait(&idle_cond, &idle_lock);
+  return NULL;
+}
+
 int main(int argc, char** argv) {
   if (argc < 4) {
-    say("usage: memory_job MIB seq|random-10%|random-100% ACCESSES [SEED]\n");
+    say("usage: memory_job MIB seq|random-10%|random-100% ACCESSES [SEED] [THREADS]\n");
     return 2;
   }
   const uint64_t mib = strtoull(argv[1], NULL, 10);
@@ -73,6 +87,14 @@ int main(int argc, char** argv) {
   const uint64_t accesses = strtoull(argv[3], NULL, 10);
   uint64_t rng = argc > 4 ? strtoull(argv[4], NULL, 10) : 0x2545f4914f6cdd1dull;
   if (rng == 0) rng = 1;
+  const long threads = argc > 5 ? atol(argv[5]) : 1;
+  for (long t = 1; t < threads; ++t) {
+    pthread_t id;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setstacksize(&a, 64 * 1024);
+    if (pthread_create(&id, &a, idle, NULL) != 0) return 3;
+  }
   const uint64_t pages = mib * 256, words_per_page = 512;
   uint64_t hot_first = 0, hot_pages = pages;
   int sequential = 0;
