@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -27,6 +28,7 @@
 
 #include "pm/capture_checks.h"
 #include "pm/job_namespace.h"
+#include "pm/kernel_objects.h"
 #include "pm/proc_info.h"
 #include "pm/restore.h"
 
@@ -122,6 +124,39 @@ Status capture_signals(Tracee& t, const StatusInfo& status, uint64_t scratch_at,
     for (uint32_t i = 0; i < infos.value().size(); ++i) l.set(i, as_data(infos.value()[i].data(), infos.value()[i].size()));
   }
   return Status::Ok();
+}
+
+// The bytes waiting in a pipe, without taking them: tee(2) copies them into a pipe of ours.
+Result<std::string> peek_pipe(pid_t pid, int fd) {
+  std::string where = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
+  int src = ::open(where.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (src < 0) return make_error(ErrorCode::kUnavailable, errno_message("open " + where, errno));
+  int unread = 0;
+  ::ioctl(src, FIONREAD, &unread);
+  std::string out;
+  if (unread > 0) {
+    int tmp[2];
+    if (::pipe2(tmp, O_NONBLOCK | O_CLOEXEC) != 0) {
+      ::close(src);
+      return make_error(ErrorCode::kUnavailable, errno_message("pipe", errno));
+    }
+    ::fcntl(tmp[1], F_SETPIPE_SZ, unread);  // room for all of it
+    ssize_t n = ::tee(src, tmp[1], size_t(unread), SPLICE_F_NONBLOCK);
+    if (n > 0) {
+      out.resize(size_t(n));
+      ssize_t r = ::read(tmp[0], out.data(), out.size());
+      out.resize(r > 0 ? size_t(r) : 0);
+    }
+    ::close(tmp[0]);
+    ::close(tmp[1]);
+    if (out.size() != size_t(unread)) {
+      ::close(src);
+      return make_error(ErrorCode::kUnavailable, "fd " + std::to_string(fd) + ": could read only " + std::to_string(out.size()) +
+                                                     " of the " + std::to_string(unread) + " bytes in the pipe");
+    }
+  }
+  ::close(src);
+  return out;
 }
 
 // How a thread is scheduled, read from outside. Read before SameCpu pins anything.
@@ -446,9 +481,16 @@ Status FrozenProcess::capture(wire::ProcessImage::Builder image, const CaptureOp
     files[i].setFlags(f.flags);
     files[i].setPosition(f.position);
     bool on_path = !f.target.empty() && f.target.front() == '/';
-    if (f.target.rfind("pipe:", 0) == 0 && f.fd > 2) {
+    if (is_kernel_object(f)) {
+      if (Status s = capture_kernel_object(f, files[i]); !s) return s;
+    } else if (f.target.rfind("pipe:", 0) == 0 && f.fd > 2) {
       files[i].setKind(wire::OpenFile::Kind::PIPE);
       files[i].setPipe(std::stoull(f.target.substr(6)));
+      if ((f.flags & O_ACCMODE) == O_RDONLY) {
+        auto unread = peek_pipe(pid, f.fd);
+        if (!unread) return unread.error();
+        if (!unread.value().empty()) files[i].setUnread(as_data(unread.value().data(), unread.value().size()));
+      }
     } else if (!on_path) {
       files[i].setKind(wire::OpenFile::Kind::STDIO);
     } else {

@@ -117,14 +117,38 @@ struct OpenFile {
   position @3 :UInt64;
   kind @4 :Kind;
   pipe @5 :UInt64;               # kind pipe: the pipe's inode (both ends are in this process)
+  object @6 :KernelObject;       # kinds eventfd, epoll, timerfd, signalfd (pm/kernel_objects.h)
+  unread @7 :Data;               # kind pipe, read end: the bytes in the pipe at capture
 
   enum Kind {
     regular @0;
     characterDevice @1;          # /dev/null, a tty
     directory @2;
-    pipe @3;                     # a pipe whose both ends the process holds, empty at capture
+    pipe @3;                     # a pipe whose both ends the process holds (unread bytes carried)
     stdio @4;                    # fd 0-2 on a pipe, socket or terminal: whoever restores reconnects it
+    eventfd @5;
+    epoll @6;
+    timerfd @7;
+    signalfd @8;
   }
+}
+
+# The state of an anonymous-inode object, as /proc/PID/fdinfo shows it.
+struct KernelObject {
+  count @0 :UInt64;              # eventfd: its counter
+  semaphore @1 :Bool;            # eventfd: EFD_SEMAPHORE
+  clock @2 :Int32;               # timerfd: its clock
+  ticks @3 :UInt64;              # timerfd: expirations not read yet
+  remainingNs @4 :UInt64;        # timerfd: until the next expiration (0: disarmed)
+  intervalNs @5 :UInt64;         # timerfd: its period (0: one-shot)
+  mask @6 :UInt64;               # signalfd: the signals it reads
+  watched @7 :List(EpollWatch);  # epoll: its interest list
+}
+
+struct EpollWatch {
+  fd @0 :Int32;                  # the watched descriptor (restored before the epoll)
+  events @1 :UInt32;             # EPOLLIN, EPOLLET, ... as registered
+  data @2 :UInt64;
 }
 
 struct Rlimit {

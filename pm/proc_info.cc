@@ -159,8 +159,12 @@ Result<std::vector<OpenFd>> read_fds(pid_t pid) {
     f.fd = std::atoi(e->d_name);
     f.target = read_link(dir + "/" + e->d_name);
     struct stat st {};
-    if (::stat((dir + "/" + e->d_name).c_str(), &st) == 0) f.mode = st.st_mode;
-    if (Status s = parse_fdinfo(read_text(pid_dir(pid) + "/fdinfo/" + e->d_name), f); !s) continue;  // closed meanwhile
+    if (::stat((dir + "/" + e->d_name).c_str(), &st) == 0) {
+      f.mode = st.st_mode;
+      f.inode = st.st_ino;
+    }
+    f.info = read_text(pid_dir(pid) + "/fdinfo/" + e->d_name);
+    if (Status s = parse_fdinfo(f.info, f); !s) continue;  // closed meanwhile
     out.push_back(std::move(f));
   }
   ::closedir(d);

@@ -67,6 +67,8 @@ struct OpenFd {
   uint64_t position = 0;
   uint32_t flags = 0;  // open flags from fdinfo (octal there)
   bool cloexec = false;
+  uint64_t inode = 0;  // st_ino of what it refers to
+  std::string info;    // /proc/PID/fdinfo/N as read
 };
 Result<std::vector<OpenFd>> read_fds(pid_t pid);
 // "pos:\t0\nflags:\t0100002\n..." -> position and flags.

@@ -30,14 +30,14 @@
 #include <sstream>
 
 #include "pm/job_namespace.h"
+#include "pm/kernel_objects.h"
 #include "pm/proc_info.h"
+#include "pm/restore_builder.h"
 #include "pm/spawn.h"
 
 namespace ferry::pm {
 namespace {
 
-constexpr uint64_t kPage = 4096;
-constexpr uint64_t kScratchPages = 4;  // page 0: code; pages 1..3: data for syscall arguments
 
 std::string hex(uint64_t v) {
   std::ostringstream s;
@@ -45,33 +45,6 @@ std::string hex(uint64_t v) {
   return s.str();
 }
 
-// The stub being rebuilt: injected syscalls with errors that say what failed.
-class Builder {
- public:
-  Builder(Tracee& t, uint64_t data) : t_(t), data_(data) {}
-
-  Result<long> call(const std::string& what, long nr, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0,
-                    uint64_t a4 = 0, uint64_t a5 = 0, uint64_t a6 = 0) {
-    auto r = t_.syscall(nr, a1, a2, a3, a4, a5, a6);
-    if (!r) return r.error();
-    if (r.value() < 0 && r.value() > -4096)
-      return make_error(ErrorCode::kUnavailable, "restore: " + what + ": " + std::strerror(int(-r.value())));
-    return r.value();
-  }
-  // Copies bytes into the stub's data pages and returns their address there.
-  Result<uint64_t> put(const void* bytes, size_t n) {
-    if (n > (kScratchPages - 1) * kPage) return make_error(ErrorCode::kInvalid, "restore: argument too large");
-    if (Status s = t_.write_memory(data_, std::span(static_cast<const std::byte*>(bytes), n)); !s) return s.error();
-    return data_;
-  }
-  Result<uint64_t> put_string(const std::string& s) { return put(s.c_str(), s.size() + 1); }
-  uint64_t data_address() const { return data_; }
-  Tracee& tracee() { return t_; }
-
- private:
-  Tracee& t_;
-  uint64_t data_;
-};
 
 struct StubChild {
   const char* stub;
@@ -322,6 +295,21 @@ Status restore_pipes(Builder& b, wire::ProcessImage::Reader image) {
       parked[i] = int(d.value());
       (void)b.call("close", SYS_close, uint64_t(fds[i]));
     }
+    // What was in it goes back in first (once: every read end names the same bytes).
+    for (auto f : ends) {
+      auto unread = f.getUnread();
+      if ((f.getFlags() & O_ACCMODE) != O_RDONLY || unread.size() == 0) continue;
+      (void)b.call("size the pipe", SYS_fcntl, uint64_t(parked[1]), F_SETPIPE_SZ, unread.size());
+      for (size_t done = 0; done < unread.size();) {
+        size_t n = std::min<size_t>(unread.size() - done, (kScratchPages - 1) * kPage);
+        auto p = b.put(unread.begin() + done, n);
+        if (!p) return p.error();
+        auto w = b.call("refill the pipe of fd " + std::to_string(f.getFd()), SYS_write, uint64_t(parked[1]), p.value(), n);
+        if (!w) return w.error();
+        done += size_t(w.value());
+      }
+      break;
+    }
     for (auto f : ends) {
       bool read_end = (f.getFlags() & O_ACCMODE) == O_RDONLY;
       auto d = b.call("pipe fd " + std::to_string(f.getFd()), SYS_dup3, uint64_t(parked[read_end ? 0 : 1]),
@@ -342,7 +330,9 @@ Status restore_files(Builder& b, wire::ProcessImage::Reader image) {
     if (fd >= 0 && fd <= 2) have[fd] = true;
     std::string path = f.getPath();
     auto kind = f.getKind();
-    if (kind == wire::OpenFile::Kind::STDIO || kind == wire::OpenFile::Kind::PIPE) continue;
+    if (kind != wire::OpenFile::Kind::REGULAR && kind != wire::OpenFile::Kind::DIRECTORY &&
+        kind != wire::OpenFile::Kind::CHARACTER_DEVICE)
+      continue;  // stdio, pipes and kernel objects: below
     uint32_t flags = f.getFlags() & ~uint32_t(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY);
     auto p = b.put_string(path);
     if (!p) return p.error();
@@ -363,6 +353,7 @@ Status restore_files(Builder& b, wire::ProcessImage::Reader image) {
   for (int fd = 0; fd <= 2; ++fd)
     if (!have[fd]) (void)b.call("close", SYS_close, uint64_t(fd));
   if (Status s = restore_pipes(b, image); !s) return s;
+  if (Status s = restore_kernel_objects(b, image); !s) return s;
   if (std::string cwd = image.getCwd(); !cwd.empty()) {
     auto p = b.put_string(cwd);
     if (!p) return p.error();

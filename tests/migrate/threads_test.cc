@@ -167,5 +167,18 @@ TEST_F(Threads, PythonThreadPoolOfEightHashingOneGiB) {
   expect_same_lines(output(gpid), reference);
 }
 
+TEST_F(Threads, NodeWorkerThreadsPoolOfFourOnOneGiB) {
+  std::vector<std::string> argv{"/usr/bin/node", program("node_workers.js"), "1024", "40"};
+  std::string reference = undisturbed(argv);
+  ASSERT_NE(reference.find("round 39: "), std::string::npos) << reference;
+  uint64_t gpid = start(argv);
+  ASSERT_NE(gpid, 0u);
+  std::this_thread::sleep_for(1500ms);  // its buffer is filled and the workers are there
+  EXPECT_EQ(move_around(gpid, 5, {""}), 5) << "it ended before five moves";
+  auto w = cluster.run({"wait", std::to_string(gpid)});
+  EXPECT_EQ(w.status, 0) << w.out << w.err;
+  expect_same_lines(output(gpid), reference);
+}
+
 }  // namespace
 }  // namespace ferry::testing
