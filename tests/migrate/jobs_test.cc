@@ -11,46 +11,17 @@
 #include <sstream>
 #include <thread>
 
-#include "tests/cluster/cluster_harness.h"
-#include "tests/migrate/job_output.h"
+#include "tests/migrate/cluster_fixture.h"
 
 namespace ferry::testing {
 namespace {
 
 using namespace std::chrono_literals;
 
-class Jobs : public ::testing::Test {
+class Jobs : public ClusterTest {
  protected:
-  void SetUp() override {
-    auto r = cluster.up({"--nodes", "2"});
-    ASSERT_EQ(r.status, 0) << r.err;
-  }
-  nlohmann::json info(uint64_t gpid) {
-    auto r = cluster.run({"ps", "--json"});
-    for (const auto& p : nlohmann::json::parse(r.out.empty() ? "[]" : r.out))
-      if (p["gpid"] == gpid) return p;
-    return {};
-  }
-  uint64_t start(const std::vector<std::string>& argv) {
-    std::vector<std::string> args{"run", "--node", "n1", "-d", "--"};
-    args.insert(args.end(), argv.begin(), argv.end());
-    auto r = cluster.run(args);
-    EXPECT_EQ(r.status, 0) << r.err;
-    return std::strtoull(r.out.c_str(), nullptr, 10);
-  }
-  TestCluster cluster{"jb" + std::to_string(getpid())};
+  Jobs() : ClusterTest("jb", 2) {}
 };
-
-// The first line that differs says what moved (the whole output would bury it).
-void expect_same_lines(const std::string& got, const std::string& expected) {
-  std::istringstream a(got), b(expected);
-  std::string la, lb;
-  for (int line = 1; std::getline(b, lb); ++line) {
-    bool more = bool(std::getline(a, la));
-    ASSERT_TRUE(more && la == lb) << "line " << line << ": expected '" << lb << "', got '" << (more ? la : "<end>") << "'";
-  }
-  EXPECT_FALSE(std::getline(a, la)) << "more output than expected: '" << la << "'";
-}
 
 // A process's pids from ours down to its own namespace (/proc/PID/status NSpid).
 std::vector<int> namespace_pids_of(int pid) {

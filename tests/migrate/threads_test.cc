@@ -9,65 +9,17 @@
 #include <sstream>
 #include <thread>
 
-#include "tests/cluster/cluster_harness.h"
-#include "tests/migrate/job_output.h"
+#include "tests/migrate/cluster_fixture.h"
 
 namespace ferry::testing {
 namespace {
 
 using namespace std::chrono_literals;
 
-class Threads : public ::testing::Test {
+class Threads : public ClusterTest {
  protected:
-  void SetUp() override {
-    auto r = cluster.up({"--nodes", "3"});
-    ASSERT_EQ(r.status, 0) << r.err;
-  }
-  nlohmann::json info(uint64_t gpid) {
-    auto r = cluster.run({"ps", "--json"});
-    for (const auto& p : nlohmann::json::parse(r.out.empty() ? "[]" : r.out))
-      if (p["gpid"] == gpid) return p;
-    return {};
-  }
-  uint64_t start(const std::vector<std::string>& argv) {
-    std::vector<std::string> args{"run", "--node", "n1", "-d", "--"};
-    args.insert(args.end(), argv.begin(), argv.end());
-    auto r = cluster.run(args);
-    EXPECT_EQ(r.status, 0) << r.err;
-    return std::strtoull(r.out.c_str(), nullptr, 10);
-  }
-  // Moves the job `moves` times at random moments (a mode of `modes` each, in turn); stops
-  // early if it has ended. Returns the moves made.
-  int move_around(uint64_t gpid, int moves, const std::vector<std::string>& modes) {
-    std::mt19937 rng(std::random_device{}());
-    const char* nodes[] = {"n2", "n3", "n1"};
-    int made = 0;
-    for (int i = 0; i < moves; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50 + rng() % 300));
-      std::vector<std::string> args{"migrate", std::to_string(gpid), "--to", nodes[i % 3]};
-      if (!modes[i % modes.size()].empty()) args.push_back(modes[i % modes.size()]);
-      auto m = cluster.run(args);
-      if (m.status != 0 && info(gpid)["state"] != "running") break;  // it finished first
-      EXPECT_EQ(m.status, 0) << "move " << i << ": " << m.err;
-      if (m.status != 0) break;
-      ++made;
-    }
-    return made;
-  }
-  std::string output(uint64_t gpid) { return slurp(info(gpid)["output"].get<std::string>()); }
-  TestCluster cluster{"th" + std::to_string(getpid())};
+  Threads() : ClusterTest("th", 3) {}
 };
-
-// The first line that differs says what went wrong (the whole output would bury it).
-void expect_same_lines(const std::string& got, const std::string& expected) {
-  std::istringstream a(got), b(expected);
-  std::string la, lb;
-  for (int line = 1; std::getline(b, lb); ++line) {
-    bool more = bool(std::getline(a, la));
-    ASSERT_TRUE(more && la == lb) << "line " << line << ": expected '" << lb << "', got '" << (more ? la : "<end>") << "'";
-  }
-  EXPECT_FALSE(std::getline(a, la)) << "more output than expected: '" << la << "'";
-}
 
 TEST_F(Threads, EightThreadsMovedFiveTimesPrintWhatAnUnmovedRunPrints) {
   std::vector<std::string> argv{program("thread_rounds"), "8", "250", "10", "64"};
