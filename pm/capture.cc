@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
@@ -516,6 +517,28 @@ Status FrozenProcess::capture(wire::ProcessImage::Builder image, const CaptureOp
   // page that is saved and put back.
   uint64_t scratch = (regs.value().rsp & ~uint64_t(page - 1));
   if (Status s = capture_signals(*tracee_, status.value(), scratch, image.initSignals()); !s) return s;
+
+  // setitimer's timers (alarm() among them): only the process can tell.
+  {
+    Scratch timer_scratch(*tracee_, scratch, sizeof(itimerval));
+    if (!timer_scratch.ok()) return make_error(ErrorCode::kUnavailable, "no scratch memory to read interval timers");
+    std::vector<std::pair<int, itimerval>> armed;
+    for (int which : {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF}) {
+      auto rc = tracee_->syscall(SYS_getitimer, uint64_t(which), timer_scratch.address());
+      if (!rc) return rc.error();
+      itimerval v{};
+      if (rc.value() != 0) continue;
+      if (Status st = tracee_->read_memory(timer_scratch.address(), std::as_writable_bytes(std::span(&v, 1))); !st) return st;
+      if (v.it_value.tv_sec != 0 || v.it_value.tv_usec != 0) armed.emplace_back(which, v);
+    }
+    auto list = image.initItimers(uint32_t(armed.size()));
+    for (uint32_t i = 0; i < armed.size(); ++i) {
+      const itimerval& v = armed[i].second;
+      list[i].setWhich(armed[i].first);
+      list[i].setValueUs(uint64_t(v.it_value.tv_sec) * 1000000 + uint64_t(v.it_value.tv_usec));
+      list[i].setIntervalUs(uint64_t(v.it_interval.tv_sec) * 1000000 + uint64_t(v.it_interval.tv_usec));
+    }
+  }
 
   auto threads = image.initThreads(uint32_t(thread_count()));
   if (Status s = capture_thread(*tracee_, true, syscall_site.value(), sched[0], page, threads[0]); !s) return s;

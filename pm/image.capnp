@@ -29,9 +29,17 @@ struct ProcessImage {
   pidInJob @19 :UInt32;          # its pid in its job's own pid namespace (pm/job_namespace.h),
                                  # which a restore recreates; 0: a process of the capturer's
                                  # pid namespace, not in a job
+  itimers @21 :List(IntervalTimer); # setitimer's timers that are armed
   threads @20 :List(Thread);     # every thread, the leader first; the leader's registers,
                                  # extended state, mask, pending signals and rseq are the
                                  # fields above (its entry leaves them empty)
+}
+
+# An armed timer of setitimer(2) (ITIMER_REAL: SIGALRM, alarm(); VIRTUAL; PROF).
+struct IntervalTimer {
+  which @0 :Int32;
+  valueUs @1 :UInt64;            # until it expires next
+  intervalUs @2 :UInt64;         # its period (0: once)
 }
 
 # What each thread has of its own.

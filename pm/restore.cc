@@ -17,6 +17,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/user.h>
 #include <sys/wait.h>
 #include <linux/sched.h>
@@ -438,7 +439,7 @@ Status restore_cpu(Tracee& t, capnp::Data::Reader raw, capnp::Data::Reader xs, u
     // than Ferry, whose detach re-issues the call): which call it continues stayed in the
     // source kernel's restart block. It returns EINTR, as restart_syscall would here.
     regs.rax = uint64_t(-EINTR);
-  } else if (orig >= 0 && (rax == -512 || rax == -513 || rax == -514 || rax == -516)) {
+  } else if (orig >= 0 && (rax == -512 || rax == -513 || rax == -514 || rax == -516 || eintr_from_the_freeze(regs))) {
     regs.rax = regs.orig_rax;
     regs.rip -= 2;
   }
@@ -675,6 +676,15 @@ Result<std::unique_ptr<RestoredProcess>> RestoredProcess::build(wire::ProcessIma
   if (Status s = restore_mm(b, image); !s) return fail(s.error());
   if (Status s = restore_files(b, image); !s) return fail(s.error());
   if (Status s = restore_signals_and_rseq(b, image); !s) return fail(s.error());
+  for (auto t : image.getItimers()) {  // armed again with the time they had left
+    itimerval v{};
+    v.it_value = {time_t(t.getValueUs() / 1000000), suseconds_t(t.getValueUs() % 1000000)};
+    v.it_interval = {time_t(t.getIntervalUs() / 1000000), suseconds_t(t.getIntervalUs() % 1000000)};
+    auto p = b.put(&v, sizeof v);
+    if (!p) return fail(p.error());
+    if (auto r = b.call("setitimer " + std::to_string(t.getWhich()), SYS_setitimer, uint64_t(t.getWhich()), p.value(), 0); !r)
+      return fail(r.error());
+  }
   if (Status s = ThreadRestorer{*proc, b, image, options}.run(&pid_kept); !s) return fail(s.error());
   // Credentials are each thread's own (glibc's setuid makes every thread call it).
   if (Status s = restore_credentials(b, image); !s) return fail(s.error());

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -279,7 +280,7 @@ Status Tracee::detach() {
   // itself again (its arguments are still in the registers), as a restore does. Else a later
   // freeze finds it in restart_syscall, whose restart block does not move, and the migrated
   // process would see EINTR from a sleep it never had a signal in.
-  if (auto r = regs(); r && long(r.value().orig_rax) >= 0 && long(r.value().rax) == -516) {
+  if (auto r = regs(); r && long(r.value().orig_rax) >= 0 && (long(r.value().rax) == -516 || eintr_from_the_freeze(r.value()))) {
     user_regs_struct again = r.value();
     again.rax = again.orig_rax;
     again.rip -= 2;
@@ -316,6 +317,23 @@ bool Tracee::poll_exit() {
     return true;
   }
   return r < 0 && errno == ECHILD;
+}
+
+bool eintr_from_the_freeze(const user_regs_struct& regs) {
+  if (long(regs.rax) != -EINTR) return false;
+  switch (long(regs.orig_rax)) {
+    case SYS_epoll_wait:
+    case SYS_epoll_pwait:
+    case SYS_epoll_pwait2:
+    case SYS_rt_sigtimedwait:
+    case SYS_semop:
+    case SYS_semtimedop:
+    case SYS_io_getevents:
+    case SYS_io_pgetevents:
+      return true;
+    default:
+      return false;
+  }
 }
 
 Result<uint64_t> find_syscall_site(pid_t pid) {

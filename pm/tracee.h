@@ -127,6 +127,13 @@ class SameCpu {
   cpu_set_t own_{}, theirs_{};
 };
 
+// Whether a thread stopped by a freeze at the exit of one of the calls that Linux ends with
+// EINTR when the caller is stopped and continued, even with no signal handled (signal(7),
+// "Interruption of system calls ... by stop signals": epoll_wait, sigtimedwait, semop, ...).
+// The freeze caused that EINTR: whoever lets the thread go on issues the call again instead,
+// as the kernel does for the calls it restarts.
+bool eintr_from_the_freeze(const user_regs_struct& regs);
+
 // Finds a `syscall` instruction in the process's executable mappings (the vDSO first).
 Result<uint64_t> find_syscall_site(pid_t pid);
 

@@ -44,5 +44,18 @@ TEST_F(Objects, UnreadBytesInAPipeSurviveMoves) {
   expect_same_lines(output(gpid), reference);
 }
 
+// setitimer's timers keep running across moves, with the time they had left.
+TEST_F(Objects, IntervalTimersKeepFiring) {
+  std::vector<std::string> argv{program("alarm_ticks"), "250"};
+  std::string reference = undisturbed(argv);
+  ASSERT_NE(reference.find("still armed"), std::string::npos) << reference;
+  uint64_t gpid = start(argv);
+  ASSERT_NE(gpid, 0u);
+  EXPECT_EQ(move_around(gpid, 5, {"", "--eager"}), 5) << "it ended before five moves";
+  auto w = cluster.run({"wait", std::to_string(gpid)});
+  EXPECT_EQ(w.status, 0) << w.out << w.err;
+  expect_same_lines(output(gpid), reference);
+}
+
 }  // namespace
 }  // namespace ferry::testing
