@@ -159,9 +159,12 @@ Status restore_object(Builder& b, wire::OpenFile::Reader f) {
       uint64_t flags = (nonblock ? TFD_NONBLOCK : 0) | (cloexec ? TFD_CLOEXEC : 0);
       auto made = b.call("timerfd for " + what, SYS_timerfd_create, uint64_t(o.getClock()), flags);
       if (!made) return made.error();
-      if (o.getRemainingNs() > 0) {
+      // A periodic timer that has expired and not been read yet shows no time left (the kernel
+      // sets the next expiration when it is read): its next one is a period away.
+      uint64_t next_ns = o.getRemainingNs() > 0 ? o.getRemainingNs() : o.getIntervalNs();
+      if (next_ns > 0) {
         itimerspec spec{};
-        spec.it_value = {time_t(o.getRemainingNs() / 1000000000ull), long(o.getRemainingNs() % 1000000000ull)};
+        spec.it_value = {time_t(next_ns / 1000000000ull), long(next_ns % 1000000000ull)};
         spec.it_interval = {time_t(o.getIntervalNs() / 1000000000ull), long(o.getIntervalNs() % 1000000000ull)};
         auto p = b.put(&spec, sizeof spec);
         if (!p) return p.error();

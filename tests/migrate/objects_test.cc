@@ -44,6 +44,19 @@ TEST_F(Objects, UnreadBytesInAPipeSurviveMoves) {
   expect_same_lines(output(gpid), reference);
 }
 
+// A periodic timerfd that has expired and is read late shows no time left: it must still go
+// on after the move (it came back disarmed once).
+TEST_F(Objects, APeriodicTimerfdReadLateKeepsItsPeriod) {
+  std::vector<std::string> argv{program("timerfd_late_reader"), "120"};
+  std::string reference = undisturbed(argv);
+  uint64_t gpid = start(argv);
+  ASSERT_NE(gpid, 0u);
+  EXPECT_EQ(move_around(gpid, 5, {"", "--eager"}), 5) << "it ended before five moves";
+  auto w = cluster.run({"wait", std::to_string(gpid)});
+  EXPECT_EQ(w.status, 0) << w.out << w.err;
+  expect_same_lines(output(gpid), reference);
+}
+
 // setitimer's timers keep running across moves, with the time they had left.
 TEST_F(Objects, IntervalTimersKeepFiring) {
   std::vector<std::string> argv{program("alarm_ticks"), "250"};

@@ -3,7 +3,7 @@
  * (one unit every 7 ms, 2 * TICKS / 10 units in all) and a signalfd for SIGUSR1, which the
  * loop sends itself every 20 ticks. It prints "tick N" for every expiration of the timer
  * (however many one read returns), and at the end how much of each it got. The output depends
- * only on the argument, however the moves fall. */
+ * only on the argument, however the moves fall. Nothing for 3 s: it says so and exits 1. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -54,9 +54,16 @@ int main(int argc, char** argv) {
   pthread_create(&t, NULL, bumper, NULL);
   int seen = 0, signals_sent = 0, signals_got = 0;
   uint64_t got_units = 0;
+  int idle_ms = 0;
   while (seen < ticks || got_units < (uint64_t)units || signals_got < signals_sent) {
     struct epoll_event out[4];
     int n = epoll_wait(ep, out, 4, 1000);
+    idle_ms = n > 0 ? 0 : idle_ms + 1000;
+    if (idle_ms >= 3000) {  // the timer ticks every 10 ms: it was lost
+      printf("nothing for 3 s after tick %d (%llu units, %d signals): the timer was lost\n", seen - 1,
+             (unsigned long long)got_units, signals_got);
+      return 1;
+    }
     for (int i = 0; i < n; ++i) {
       if (out[i].data.u64 == 1) {
         uint64_t expirations = 0;
