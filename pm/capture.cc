@@ -160,6 +160,19 @@ Result<std::string> peek_pipe(pid_t pid, int fd) {
   return out;
 }
 
+// The signal an interval timer sends.
+int timer_signal(int which) { return which == ITIMER_REAL ? SIGALRM : which == ITIMER_VIRTUAL ? SIGVTALRM : SIGPROF; }
+
+// Whether the process-wide pending signals the capture read hold `sig`.
+bool pending_shared(wire::SignalState::Reader signals, int sig) {
+  for (auto info : signals.getPendingShared()) {
+    siginfo_t si{};
+    std::memcpy(&si, info.begin(), std::min(sizeof si, size_t(info.size())));
+    if (si.si_signo == sig) return true;
+  }
+  return false;
+}
+
 // How a thread is scheduled, read from outside. Read before SameCpu pins anything.
 struct Scheduling {
   int policy = SCHED_OTHER, priority = 0, nice = 0;
@@ -529,6 +542,12 @@ Status FrozenProcess::capture(wire::ProcessImage::Builder image, const CaptureOp
       itimerval v{};
       if (rc.value() != 0) continue;
       if (Status st = tracee_->read_memory(timer_scratch.address(), std::as_writable_bytes(std::span(&v, 1))); !st) return st;
+      // A periodic timer whose signal waits undelivered shows no time left: the kernel arms it
+      // again when the signal is taken, which the copy queued on the destination will not do.
+      // Its next expiration is a period away.
+      bool interval = v.it_interval.tv_sec != 0 || v.it_interval.tv_usec != 0;
+      if (v.it_value.tv_sec == 0 && v.it_value.tv_usec == 0 && interval && pending_shared(image.getSignals(), timer_signal(which)))
+        v.it_value = v.it_interval;
       if (v.it_value.tv_sec != 0 || v.it_value.tv_usec != 0) armed.emplace_back(which, v);
     }
     auto list = image.initItimers(uint32_t(armed.size()));

@@ -17,6 +17,17 @@
 
 namespace ferry::testing {
 
+// The first line that differs says what went wrong (a whole output would bury it).
+inline void expect_same_lines(const std::string& got, const std::string& expected) {
+  std::istringstream a(got), b(expected);
+  std::string la, lb;
+  for (int line = 1; std::getline(b, lb); ++line) {
+    bool more = bool(std::getline(a, la));
+    ASSERT_TRUE(more && la == lb) << "line " << line << ": expected '" << lb << "', got '" << (more ? la : "<end>") << "'";
+  }
+  EXPECT_FALSE(std::getline(a, la)) << "more output than expected: '" << la << "'";
+}
+
 class ClusterTest : public ::testing::Test {
  protected:
   // A cluster named `prefix` and this test binary's pid, of `nodes` nodes, up for each test.
@@ -60,21 +71,27 @@ class ClusterTest : public ::testing::Test {
     return made;
   }
 
+  // What most corpus tests check: `argv` run undisturbed here, then as a job on n1 that, after
+  // `settle`, is moved `moves` times at random moments (move_around), ends with status 0 and
+  // prints the same, line for line. Returns the undisturbed output for further checks.
+  std::string expect_same_output_after_moves(const std::vector<std::string>& argv, int moves,
+                                             const std::vector<std::string>& modes,
+                                             std::chrono::milliseconds settle = std::chrono::milliseconds(0)) {
+    std::string reference = undisturbed(argv);
+    uint64_t gpid = start(argv);
+    if (gpid == 0) return reference;
+    std::this_thread::sleep_for(settle);
+    EXPECT_EQ(move_around(gpid, moves, modes), moves) << "it ended before " << moves << " moves";
+    auto w = cluster.run({"wait", std::to_string(gpid)});
+    EXPECT_EQ(w.status, 0) << w.out << w.err;
+    expect_same_lines(output(gpid), reference);
+    return reference;
+  }
+
   TestCluster cluster;
 
  private:
   int nodes_;
 };
-
-// The first line that differs says what went wrong (a whole output would bury it).
-inline void expect_same_lines(const std::string& got, const std::string& expected) {
-  std::istringstream a(got), b(expected);
-  std::string la, lb;
-  for (int line = 1; std::getline(b, lb); ++line) {
-    bool more = bool(std::getline(a, la));
-    ASSERT_TRUE(more && la == lb) << "line " << line << ": expected '" << lb << "', got '" << (more ? la : "<end>") << "'";
-  }
-  EXPECT_FALSE(std::getline(a, la)) << "more output than expected: '" << la << "'";
-}
 
 }  // namespace ferry::testing

@@ -22,14 +22,7 @@ class Threads : public ClusterTest {
 };
 
 TEST_F(Threads, EightThreadsMovedFiveTimesPrintWhatAnUnmovedRunPrints) {
-  std::vector<std::string> argv{program("thread_rounds"), "8", "250", "10", "64"};
-  std::string reference = undisturbed(argv);
-  uint64_t gpid = start(argv);
-  ASSERT_NE(gpid, 0u);
-  EXPECT_EQ(move_around(gpid, 5, {"", "--eager", "", "--precopy=2", ""}), 5) << "it ended before five moves";
-  auto w = cluster.run({"wait", std::to_string(gpid)});
-  EXPECT_EQ(w.status, 0) << w.out << w.err;
-  expect_same_lines(output(gpid), reference);
+  expect_same_output_after_moves({program("thread_rounds"), "8", "250", "10", "64"}, 5, {"", "--eager", "", "--precopy=2", ""});
 }
 
 // Sixteen threads each walk their slice of 512 MiB right after a lazy move: the pager serves
@@ -65,15 +58,8 @@ TEST_F(Threads, ThreadsBornAndDyingDuringTheFreeze) {
 // A PI mutex held while another thread waits in the kernel, a robust mutex whose owner dies
 // holding it, a condition variable: all across five moves (they need the tids kept).
 TEST_F(Threads, PiAndRobustMutexesAndAConditionVariableAcrossMoves) {
-  std::vector<std::string> argv{program("pthread_sync"), "150", "20"};
-  std::string reference = undisturbed(argv);
-  ASSERT_NE(reference.find("EOWNERDEAD"), std::string::npos) << reference;
-  uint64_t gpid = start(argv);
-  ASSERT_NE(gpid, 0u);
-  EXPECT_EQ(move_around(gpid, 5, {"", "--eager"}), 5) << "it ended before five moves";
-  auto w = cluster.run({"wait", std::to_string(gpid)});
-  EXPECT_EQ(w.status, 0) << w.out << w.err;
-  expect_same_lines(output(gpid), reference);
+  std::string reference = expect_same_output_after_moves({program("pthread_sync"), "150", "20"}, 5, {"", "--eager"});
+  EXPECT_NE(reference.find("EOWNERDEAD"), std::string::npos) << reference;
 }
 
 // A job waiting in an uninterruptible sleep (a vfork parent) cannot be stopped: the migration
@@ -97,39 +83,18 @@ TEST_F(Threads, AThreadInAnUninterruptibleSleepIsRefusedInBoundedTime) {
 
 // Programs of the kinds people run, each moved lazily five times at random moments.
 TEST_F(Threads, OpenMpWithEightThreadsOnTwoGiB) {
-  std::vector<std::string> argv{program("omp_rounds"), "2048", "14", "300"};
-  std::string reference = undisturbed(argv);
-  uint64_t gpid = start(argv);
-  ASSERT_NE(gpid, 0u);
-  EXPECT_EQ(move_around(gpid, 5, {""}), 5) << "it ended before five moves";
-  auto w = cluster.run({"wait", std::to_string(gpid)});
-  EXPECT_EQ(w.status, 0) << w.out << w.err;
-  expect_same_lines(output(gpid), reference);
+  expect_same_output_after_moves({program("omp_rounds"), "2048", "14", "300"}, 5, {""});
 }
 
 TEST_F(Threads, PythonThreadPoolOfEightHashingOneGiB) {
-  std::vector<std::string> argv{"/usr/bin/python3", program("thread_pool_hash.py"), "1024", "14"};
-  std::string reference = undisturbed(argv);
-  uint64_t gpid = start(argv);
-  ASSERT_NE(gpid, 0u);
-  std::this_thread::sleep_for(1500ms);  // its buffer is filled and the pool's threads are there
-  EXPECT_EQ(move_around(gpid, 5, {""}), 5) << "it ended before five moves";
-  auto w = cluster.run({"wait", std::to_string(gpid)});
-  EXPECT_EQ(w.status, 0) << w.out << w.err;
-  expect_same_lines(output(gpid), reference);
+  // Moved once its buffer is filled and the pool's threads are there.
+  expect_same_output_after_moves({"/usr/bin/python3", program("thread_pool_hash.py"), "1024", "14"}, 5, {""}, 1500ms);
 }
 
 TEST_F(Threads, NodeWorkerThreadsPoolOfFourOnOneGiB) {
-  std::vector<std::string> argv{"/usr/bin/node", program("node_workers.js"), "1024", "40"};
-  std::string reference = undisturbed(argv);
-  ASSERT_NE(reference.find("round 39: "), std::string::npos) << reference;
-  uint64_t gpid = start(argv);
-  ASSERT_NE(gpid, 0u);
-  std::this_thread::sleep_for(1500ms);  // its buffer is filled and the workers are there
-  EXPECT_EQ(move_around(gpid, 5, {""}), 5) << "it ended before five moves";
-  auto w = cluster.run({"wait", std::to_string(gpid)});
-  EXPECT_EQ(w.status, 0) << w.out << w.err;
-  expect_same_lines(output(gpid), reference);
+  // Moved once its buffer is filled and the workers are there.
+  std::string reference = expect_same_output_after_moves({"/usr/bin/node", program("node_workers.js"), "1024", "40"}, 5, {""}, 1500ms);
+  EXPECT_NE(reference.find("round 39: "), std::string::npos) << reference;
 }
 
 }  // namespace
