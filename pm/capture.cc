@@ -287,7 +287,8 @@ static Status refuse_if_stuck(pid_t pid, pid_t tid) {
 }
 
 Result<std::unique_ptr<FrozenProcess>> FrozenProcess::freeze(pid_t pid) {
-  for (pid_t tid : task_ids(pid))
+  std::vector<pid_t> checked = task_ids(pid);  // before anything is seized
+  for (pid_t tid : checked)
     if (Status s = refuse_if_stuck(pid, tid); !s) return s.error();
   auto t = Tracee::seize(pid);
   if (!t) {
@@ -298,13 +299,14 @@ Result<std::unique_ptr<FrozenProcess>> FrozenProcess::freeze(pid_t pid) {
     return t.error();
   }
   std::unique_ptr<FrozenProcess> frozen(new FrozenProcess(std::move(t).value()));
-  if (Status s = frozen->freeze_threads(); !s) return s.error();  // the destructor lets them all go
+  if (Status s = frozen->freeze_threads(checked); !s) return s.error();  // the destructor lets them all go
   return frozen;
 }
 
 // A frozen thread cannot make another, so once a look at the thread list finds none that is
-// not frozen, all are.
-Status FrozenProcess::freeze_threads() {
+// not frozen, all are. Threads born since `checked` was listed are checked for a stuck sleep
+// here, inside the freeze; the others were before it.
+Status FrozenProcess::freeze_threads(const std::vector<pid_t>& checked) {
   constexpr int kMaxLooks = 50;
   constexpr auto kExitBound = std::chrono::seconds(2);
   pid_t pid = tracee_->pid();
@@ -315,7 +317,8 @@ Status FrozenProcess::freeze_threads() {
     for (pid_t tid : task_ids(pid)) {
       if (!seen.insert(tid).second) continue;
       fresh = true;
-      if (Status st = refuse_if_stuck(pid, tid); !st) return st;
+      if (!std::binary_search(checked.begin(), checked.end(), tid))
+        if (Status st = refuse_if_stuck(pid, tid); !st) return st;
       auto t = Tracee::seize(tid);
       if (!t) {
         if (t.error().code != ErrorCode::kNotFound && t.error().code != ErrorCode::kUnauthorized) return t.error();

@@ -77,7 +77,7 @@ class FrozenProcess {
 
  private:
   explicit FrozenProcess(std::unique_ptr<Tracee> t) : tracee_(std::move(t)) {}
-  Status freeze_threads();
+  Status freeze_threads(const std::vector<pid_t>& checked);  // `checked`: tids seen not stuck, ascending
   std::unique_ptr<Tracee> tracee_;
   std::vector<std::unique_ptr<Tracee>> threads_;  // the others, in tid order
 };

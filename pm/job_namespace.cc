@@ -40,8 +40,6 @@ int start_init(void* p) {
   return 127;
 }
 
-std::string errno_text(const std::string& what, int err) { return what + ": " + std::strerror(err); }
-
 }  // namespace
 
 Result<std::unique_ptr<JobNamespace>> JobNamespace::create(const std::filesystem::path& init) {
@@ -49,13 +47,13 @@ Result<std::unique_ptr<JobNamespace>> JobNamespace::create(const std::filesystem
   if (path.empty()) path = std::filesystem::read_symlink("/proc/self/exe").parent_path() / "ferry-job-init";
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
-    return make_error(ErrorCode::kUnavailable, errno_text("job namespace: socketpair", errno));
+    return make_error(ErrorCode::kUnavailable, errno_message("job namespace: socketpair", errno));
   UniqueFd ours(sv[0]), theirs(sv[1]);
   UniqueFd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
   std::string path_text = path.string();
   InitChild child{path_text.c_str(), theirs.get(), devnull.get()};
   pid_t pid = pm::spawn({CLONE_NEWPID | CLONE_NEWNS | CLONE_VM | CLONE_VFORK, 0}, start_init, &child);
-  if (pid < 0) return make_error(ErrorCode::kUnavailable, errno_text("job namespace: clone3 (new pid and mount namespaces)", -pid));
+  if (pid < 0) return make_error(ErrorCode::kUnavailable, errno_message("job namespace: clone3 (new pid and mount namespaces)", -pid));
   theirs.reset();
   std::unique_ptr<JobNamespace> ns(new JobNamespace());
   ns->init_pid_ = pid;  // from here on, the destructor stops it on failure
@@ -77,12 +75,12 @@ Result<std::unique_ptr<JobNamespace>> JobNamespace::create(const std::filesystem
   if (reply[0] != 'R') {
     int err = 0;
     std::memcpy(&err, reply + 1, sizeof err);
-    return make_error(ErrorCode::kUnavailable, errno_text("job namespace: mounting its /proc", err));
+    return make_error(ErrorCode::kUnavailable, errno_message("job namespace: mounting its /proc", err));
   }
   std::string base = "/proc/" + std::to_string(pid) + "/ns/";
   ns->pid_ns_.reset(::open((base + "pid").c_str(), O_RDONLY | O_CLOEXEC));
   ns->mount_ns_.reset(::open((base + "mnt").c_str(), O_RDONLY | O_CLOEXEC));
-  if (!ns->pid_ns_ || !ns->mount_ns_) return make_error(ErrorCode::kUnavailable, errno_text("job namespace: open " + base, errno));
+  if (!ns->pid_ns_ || !ns->mount_ns_) return make_error(ErrorCode::kUnavailable, errno_message("job namespace: open " + base, errno));
   ns->control_ = std::move(ours);
   return ns;
 }
@@ -96,15 +94,15 @@ JobNamespace::~JobNamespace() {
 
 Result<pid_t> JobNamespace::spawn(pid_t pid, uint64_t flags, int (*child)(void*), void* arg) {
   UniqueFd ours(::open("/proc/thread-self/ns/pid_for_children", O_RDONLY | O_CLOEXEC));
-  if (!ours) return make_error(ErrorCode::kUnavailable, errno_text("open /proc/thread-self/ns/pid_for_children", errno));
+  if (!ours) return make_error(ErrorCode::kUnavailable, errno_message("open /proc/thread-self/ns/pid_for_children", errno));
   if (::setns(pid_ns_.get(), CLONE_NEWPID) != 0)
-    return make_error(ErrorCode::kUnavailable, errno_text("enter the job's pid namespace", errno));
+    return make_error(ErrorCode::kUnavailable, errno_message("enter the job's pid namespace", errno));
   pid_t got = pm::spawn({flags, pid}, child, arg);
   int err = -got;
   if (::setns(ours.get(), CLONE_NEWPID) != 0) std::abort();  // our next children would be born in the job
   if (got < 0) {
     if (err == EEXIST) return make_error(ErrorCode::kRefused, "pid " + std::to_string(pid) + " is taken in the job's namespace");
-    return make_error(ErrorCode::kUnavailable, errno_text("clone3 in the job's namespace", err));
+    return make_error(ErrorCode::kUnavailable, errno_message("clone3 in the job's namespace", err));
   }
   return got;
 }
@@ -112,7 +110,7 @@ Result<pid_t> JobNamespace::spawn(pid_t pid, uint64_t flags, int (*child)(void*)
 Status JobNamespace::watch(pid_t pid_in_namespace) {
   int32_t p = pid_in_namespace;
   if (::send(control_.get(), &p, sizeof p, MSG_NOSIGNAL) != ssize_t(sizeof p))
-    return make_error(ErrorCode::kUnavailable, errno_text("tell the job's init its main process", errno));
+    return make_error(ErrorCode::kUnavailable, errno_message("tell the job's init its main process", errno));
   watched_ = true;
   control_.reset();
   return Status::Ok();

@@ -130,12 +130,7 @@ namespace {
 
 // The new object's descriptor `made` goes to its number.
 Status place(Builder& b, long made, wire::OpenFile::Reader f) {
-  if (made == f.getFd()) return Status::Ok();
-  auto d = b.call("move " + fd_name(f.getFd()) + " into place", SYS_dup3, uint64_t(made), uint64_t(f.getFd()),
-                  (f.getFlags() & O_CLOEXEC) ? O_CLOEXEC : 0);
-  (void)b.call("close", SYS_close, uint64_t(made));
-  if (!d) return d.error();
-  return Status::Ok();
+  return b.move_fd(made, f.getFd(), f.getFlags() & O_CLOEXEC, fd_name(f.getFd()));
 }
 
 Status restore_object(Builder& b, wire::OpenFile::Reader f) {

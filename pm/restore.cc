@@ -340,12 +340,7 @@ Status restore_files(Builder& b, wire::ProcessImage::Reader image) {
     auto opened = b.call("reopen fd " + std::to_string(fd) + " (" + path + ")", SYS_openat, uint64_t(AT_FDCWD),
                          p.value(), flags, 0);
     if (!opened) return opened.error();
-    if (opened.value() != fd) {
-      auto d = b.call("dup fd " + std::to_string(fd), SYS_dup3, uint64_t(opened.value()), uint64_t(fd),
-                      (flags & O_CLOEXEC) ? O_CLOEXEC : 0);
-      (void)b.call("close", SYS_close, uint64_t(opened.value()));
-      if (!d) return d.error();
-    }
+    if (Status s = b.move_fd(opened.value(), fd, flags & O_CLOEXEC, path); !s) return s;
     if (f.getKind() == wire::OpenFile::Kind::REGULAR) {
       auto s = b.call("seek fd " + std::to_string(fd), SYS_lseek, uint64_t(fd), f.getPosition(), SEEK_SET);
       if (!s) return s.error();
@@ -374,7 +369,24 @@ struct KernelSigaction {
   uint64_t handler, flags, restorer, mask;
 };
 
-Status restore_signals_and_rseq(Builder& b, wire::ProcessImage::Reader image) {
+// Queues signals (a siginfo_t each) from the rebuilt process's leader, `self` (its pid as it
+// sees it): to its thread `tid` as it sees it, or process-wide for tid 0. Only the group's
+// leader may queue a signal with any si_code to a thread of its own.
+Status queue_signals(Builder& b, pid_t self, pid_t tid, capnp::List<capnp::Data>::Reader infos) {
+  for (auto info : infos) {
+    siginfo_t si{};
+    std::memcpy(&si, info.begin(), std::min(sizeof si, size_t(info.size())));
+    auto p = b.put(&si, sizeof si);
+    if (!p) return p.error();
+    auto r = tid == 0 ? b.call("queue signal", SYS_rt_sigqueueinfo, uint64_t(self), uint64_t(si.si_signo), p.value())
+                      : b.call("queue signal", SYS_rt_tgsigqueueinfo, uint64_t(self), uint64_t(tid),
+                               uint64_t(si.si_signo), p.value());
+    if (!r) return r.error();
+  }
+  return Status::Ok();
+}
+
+Status restore_signals_and_rseq(Builder& b, wire::ProcessImage::Reader image, pid_t self) {
   auto sigs = image.getSignals();
   for (auto h : sigs.getHandlers()) {
     KernelSigaction a{h.getHandler(), h.getFlags(), h.getRestorer(), h.getMask()};
@@ -389,24 +401,9 @@ Status restore_signals_and_rseq(Builder& b, wire::ProcessImage::Reader image) {
       return r.error();
   }
   // Pending signals are queued by the process to itself (allowed for any si_code), while every
-  // signal is still blocked. By its pid as it sees it: in a job's namespace that is not ours.
-  if (sigs.getPending().size() + sigs.getPendingShared().size() == 0) return Status::Ok();
-  auto self = b.call("getpid", SYS_getpid);
-  if (!self) return self.error();
-  pid_t pid = pid_t(self.value());
-  for (bool shared : {false, true}) {
-    for (auto info : shared ? sigs.getPendingShared() : sigs.getPending()) {
-      siginfo_t si{};
-      std::memcpy(&si, info.begin(), std::min(sizeof si, size_t(info.size())));
-      auto p = b.put(&si, sizeof si);
-      if (!p) return p.error();
-      auto r = shared ? b.call("queue signal", SYS_rt_sigqueueinfo, uint64_t(pid), uint64_t(si.si_signo), p.value())
-                      : b.call("queue signal", SYS_rt_tgsigqueueinfo, uint64_t(pid), uint64_t(pid),
-                               uint64_t(si.si_signo), p.value());
-      if (!r) return r.error();
-    }
-  }
-  return Status::Ok();
+  // signal is still blocked.
+  if (Status s = queue_signals(b, self, self, sigs.getPending()); !s) return s;
+  return queue_signals(b, self, 0, sigs.getPendingShared());
 }
 
 Status restore_credentials(Builder& b, wire::ProcessImage::Reader image) {
@@ -439,9 +436,8 @@ Status restore_cpu(Tracee& t, capnp::Data::Reader raw, capnp::Data::Reader xs, u
     // than Ferry, whose detach re-issues the call): which call it continues stayed in the
     // source kernel's restart block. It returns EINTR, as restart_syscall would here.
     regs.rax = uint64_t(-EINTR);
-  } else if (orig >= 0 && (rax == -512 || rax == -513 || rax == -514 || rax == -516 || eintr_from_the_freeze(regs))) {
-    regs.rax = regs.orig_rax;
-    regs.rip -= 2;
+  } else if ((orig >= 0 && (rax == -512 || rax == -513 || rax == -514)) || reissue_after_freeze(regs)) {
+    regs = reissued(regs);
   }
   regs.orig_rax = uint64_t(-1);
   if (Status s = t.set_xstate(std::span(reinterpret_cast<const std::byte*>(xs.begin()), xs.size())); !s) return s;
@@ -486,13 +482,13 @@ Status restore_thread_extras(Builder& b, wire::Thread::Reader th, bool leader) {
 // Step 9b: the threads. Each is made by an injected clone3 in the leader (with its tid, by
 // set_tid, where RestoreOptions keeps the pid), taken as it starts (PTRACE_O_TRACECLONE: it
 // never runs a single instruction of its own before its registers are set), and given what only
-// it can set. Its pending signals are queued by the leader (rt_tgsigqueueinfo to a thread of
-// its own group, allowed for any si_code only from the group's leader).
+// it can set. Its pending signals are queued by the leader (queue_signals).
 struct ThreadRestorer {
   RestoredProcess& proc;
   Builder& b;
   wire::ProcessImage::Reader image;
   const RestoreOptions& options;
+  pid_t self;  // the process's pid as it sees it
 
   Status run(bool* tids_kept) {
     auto threads = image.getThreads();
@@ -506,8 +502,6 @@ struct ThreadRestorer {
     if (Status s = restore_thread_extras(b, threads[0], true); !s) return s;
     schedule(proc.tracee_->pid(), threads[0]);
     if (threads.size() == 1) return Status::Ok();
-    auto self = b.call("getpid", SYS_getpid);
-    if (!self) return self.error();
     if (Status s = proc.tracee_->set_trace_clone(true); !s) return s;
     for (uint32_t i = 1; i < threads.size(); ++i) {
       auto th = threads[i];
@@ -526,16 +520,7 @@ struct ThreadRestorer {
       proc.threads_.push_back(std::move(t).value());
       Builder tb(*proc.threads_.back(), b.data_address());
       if (Status s = restore_thread_extras(tb, th, false); !s) return s;
-      for (auto info : th.getPending()) {
-        siginfo_t si{};
-        std::memcpy(&si, info.begin(), std::min(sizeof si, size_t(info.size())));
-        auto p = b.put(&si, sizeof si);
-        if (!p) return p.error();
-        if (auto r = b.call("queue a thread's signal", SYS_rt_tgsigqueueinfo, uint64_t(self.value()), uint64_t(tid.value()),
-                            uint64_t(si.si_signo), p.value());
-            !r)
-          return r.error();
-      }
+      if (Status s = queue_signals(b, self, tid.value(), th.getPending()); !s) return s;
       schedule(host_tid, th);
     }
     return proc.tracee_->set_trace_clone(false);
@@ -550,15 +535,12 @@ struct ThreadRestorer {
     } a{};
     a.args.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
     a.tid = want;
-    // Where the args land decides the set_tid pointer: written twice, the second time with it.
+    if (want > 0) {  // put() writes at the data address
+      a.args.set_tid = b.data_address() + offsetof(decltype(a), tid);
+      a.args.set_tid_size = 1;
+    }
     auto at = b.put(&a, sizeof a);
     if (!at) return at.error();
-    if (want > 0) {
-      a.args.set_tid = at.value() + offsetof(decltype(a), tid);
-      a.args.set_tid_size = 1;
-      at = b.put(&a, sizeof a);
-      if (!at) return at.error();
-    }
     auto r = proc.tracee_->syscall(SYS_clone3, at.value(), sizeof(clone_args));
     if (!r) return r.error();
     if (r.value() == -EEXIST) return make_error(ErrorCode::kRefused, "restore: tid " + std::to_string(want) + " is taken");
@@ -675,7 +657,15 @@ Result<std::unique_ptr<RestoredProcess>> RestoredProcess::build(wire::ProcessIma
 
   if (Status s = restore_mm(b, image); !s) return fail(s.error());
   if (Status s = restore_files(b, image); !s) return fail(s.error());
-  if (Status s = restore_signals_and_rseq(b, image); !s) return fail(s.error());
+  // Its pid as it sees it (the calls it makes on itself name it so): in a job's namespace that
+  // is not ours.
+  pid_t self = pid;
+  if (options.job) {
+    auto ns = namespace_pids(pid);
+    if (!ns) return fail(ns.error());
+    self = ns.value().back();
+  }
+  if (Status s = restore_signals_and_rseq(b, image, self); !s) return fail(s.error());
   for (auto t : image.getItimers()) {  // armed again with the time they had left
     itimerval v{};
     v.it_value = {time_t(t.getValueUs() / 1000000), suseconds_t(t.getValueUs() % 1000000)};
@@ -685,7 +675,7 @@ Result<std::unique_ptr<RestoredProcess>> RestoredProcess::build(wire::ProcessIma
     if (auto r = b.call("setitimer " + std::to_string(t.getWhich()), SYS_setitimer, uint64_t(t.getWhich()), p.value(), 0); !r)
       return fail(r.error());
   }
-  if (Status s = ThreadRestorer{*proc, b, image, options}.run(&pid_kept); !s) return fail(s.error());
+  if (Status s = ThreadRestorer{*proc, b, image, options, self}.run(&pid_kept); !s) return fail(s.error());
   // Credentials are each thread's own (glibc's setuid makes every thread call it).
   if (Status s = restore_credentials(b, image); !s) return fail(s.error());
   for (auto& th : proc->threads_) {

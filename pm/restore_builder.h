@@ -3,6 +3,9 @@
 // memory in it for the calls' arguments.
 #pragma once
 
+#include <fcntl.h>
+#include <sys/syscall.h>
+
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -36,6 +39,16 @@ class Builder {
     return data_;
   }
   Result<uint64_t> put_string(const std::string& s) { return put(s.c_str(), s.size() + 1); }
+  // Moves descriptor `from` (just made) to number `to` (dup3, then `from` closed); nothing to
+  // do when they are the same. `what` names it in errors.
+  Status move_fd(long from, int to, bool cloexec, const std::string& what) {
+    if (from == to) return Status::Ok();
+    auto d = call("move " + what + " to fd " + std::to_string(to), SYS_dup3, uint64_t(from), uint64_t(to),
+                  cloexec ? O_CLOEXEC : 0);
+    (void)call("close", SYS_close, uint64_t(from));
+    if (!d) return d.error();
+    return Status::Ok();
+  }
   uint64_t data_address() const { return data_; }
   Tracee& tracee() { return t_; }
 

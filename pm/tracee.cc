@@ -280,13 +280,7 @@ Status Tracee::detach() {
   // itself again (its arguments are still in the registers), as a restore does. Else a later
   // freeze finds it in restart_syscall, whose restart block does not move, and the migrated
   // process would see EINTR from a sleep it never had a signal in.
-  if (auto r = regs(); r && long(r.value().orig_rax) >= 0 && (long(r.value().rax) == -516 || eintr_from_the_freeze(r.value()))) {
-    user_regs_struct again = r.value();
-    again.rax = again.orig_rax;
-    again.rip -= 2;
-    again.orig_rax = uint64_t(-1);
-    (void)set_regs(again);
-  }
+  if (auto r = regs(); r && reissue_after_freeze(r.value())) (void)set_regs(reissued(r.value()));
   attached_ = false;
   if (::ptrace(PTRACE_DETACH, pid_, nullptr, nullptr) != 0) return sys_error(pid_, "PTRACE_DETACH", errno);
   return Status::Ok();
@@ -319,7 +313,9 @@ bool Tracee::poll_exit() {
   return r < 0 && errno == ECHILD;
 }
 
-bool eintr_from_the_freeze(const user_regs_struct& regs) {
+bool reissue_after_freeze(const user_regs_struct& regs) {
+  if (long(regs.orig_rax) < 0) return false;
+  if (long(regs.rax) == -516) return true;
   if (long(regs.rax) != -EINTR) return false;
   switch (long(regs.orig_rax)) {
     case SYS_epoll_wait:
@@ -334,6 +330,13 @@ bool eintr_from_the_freeze(const user_regs_struct& regs) {
     default:
       return false;
   }
+}
+
+user_regs_struct reissued(user_regs_struct regs) {
+  regs.rax = regs.orig_rax;
+  regs.rip -= 2;
+  regs.orig_rax = uint64_t(-1);
+  return regs;
 }
 
 Result<uint64_t> find_syscall_site(pid_t pid) {

@@ -127,12 +127,16 @@ class SameCpu {
   cpu_set_t own_{}, theirs_{};
 };
 
-// Whether a thread stopped by a freeze at the exit of one of the calls that Linux ends with
-// EINTR when the caller is stopped and continued, even with no signal handled (signal(7),
-// "Interruption of system calls ... by stop signals": epoll_wait, sigtimedwait, semop, ...).
-// The freeze caused that EINTR: whoever lets the thread go on issues the call again instead,
-// as the kernel does for the calls it restarts.
-bool eintr_from_the_freeze(const user_regs_struct& regs);
+// Whether a thread stopped by a freeze at a system call's exit must have the call issued again
+// by whoever lets it go, because the kernel will not restart it: ERESTART_RESTARTBLOCK (-516,
+// whose restart block does not move with it), or the EINTR that Linux gives some calls when
+// their caller is stopped and continued, even with no signal handled (signal(7),
+// "Interruption of system calls ... by stop signals": epoll_wait, sigtimedwait, semop, ...):
+// the freeze caused it.
+bool reissue_after_freeze(const user_regs_struct& regs);
+// The registers that issue the call again: back over the `syscall` instruction, with the
+// call's number in rax (its arguments are still in the registers).
+user_regs_struct reissued(user_regs_struct regs);
 
 // Finds a `syscall` instruction in the process's executable mappings (the vDSO first).
 Result<uint64_t> find_syscall_site(pid_t pid);
