@@ -170,6 +170,7 @@ void Agent::serve() {
   port_.serve<wire::ReadOutput>([this](dipc::Request& req) { read_output(req); });
   port_.serve<wire::MigrateProcess>([this](dipc::Request& req) { migrate(req); });
   port_.serve<wire::Offer>([this](dipc::Request& req) { offer(req); });
+  port_.serve<wire::OfferPart>([this](dipc::Request& req) { offer_part(req); });
   port_.serve<wire::ListProcesses>([this](dipc::Request& req) { list(req); });
   port_.serve<wire::LookupProcess>([this](dipc::Request& req) {
     auto held = std::make_shared<dipc::Request>(std::move(req));

@@ -44,6 +44,7 @@
 
 #include "dipc/port.h"
 #include "dipc/unique_fd.h"
+#include "pm/offer_payload.h"
 
 namespace ferry::pm {
 
@@ -93,6 +94,7 @@ class Agent {
   void read_output(dipc::Request& req);
   void migrate(dipc::Request& req);
   void offer(dipc::Request& req);
+  void offer_part(dipc::Request& req);  // ahead of an Offer too large for one message
   void list(dipc::Request& req);
   // Asks the master about `gpid`, checks the caller may act on it, then calls `then`.
   void with_process(dipc::Request& req, uint64_t gpid,
@@ -126,6 +128,8 @@ class Agent {
   void why_killed(uint64_t gpid, pid_t pid, int code, const std::string& label, int attempt);
   // Logs and reports to the master: lost (with the reason) when `lost_reason` is set, else exited.
   void end_job(uint64_t gpid, pid_t pid, int code, const std::string& lost_reason);
+  void send_offer_parts(std::shared_ptr<Migration> m, std::vector<OfferPayload> parts, std::chrono::milliseconds timeout,
+                        std::function<void()> then);
   void end_migration(std::shared_ptr<Migration> m, Status outcome);
   void watch_destination(std::shared_ptr<Migration> m);
   void settle_unknown(std::shared_ptr<Migration> m, Error e);
@@ -150,6 +154,7 @@ class Agent {
   dipc::Port& port_;
   AgentOptions options_;
   std::map<uint64_t, Job> jobs_;
+  HeldPayloads held_payloads_{1ull << 30, std::chrono::seconds(60)};  // parts that wait for their Offer
   std::set<std::string> offers_seen_;              // migration ids offered here (a duplicate is ignored)
   std::deque<std::string> forwards_seen_;           // forwarded signal ids delivered here, latest last
   // Frozen processes handed to the pager, and the inits of job namespaces (pm/job_namespace.h):

@@ -12,6 +12,10 @@
 
 #include "dipc/local_client.h"
 #include "pm/agent.h"
+#include "pm/carried_files.h"
+#include "pm/offer_payload.h"
+#include "pm/carried_files.h"
+#include "pm/offer_payload.h"
 #include "pm/job_namespace.h"
 #include "pm/capture.h"
 #include "pm/pm.capnp.h"
@@ -250,15 +254,22 @@ void Agent::start_migration(std::shared_ptr<dipc::Request> req, Job& job, const 
   auto reader = image.asReader();
   m->present = reader.getResidentAnonBytes() / kPage;  // the pager counts them exactly after
   auto ranges = ranges_to_serve(reader);
-  // Sent with the state: what cannot be registered (written pages of private file mappings)
-  // and the pages the restore itself writes. The rest follows through the pager.
-  std::vector<std::pair<uint64_t, std::vector<std::byte>>> eager;
+  // Sent with the state: what cannot be registered (written pages of private file mappings),
+  // the pages the restore itself writes, and the carried files. The rest follows through the
+  // pager.
+  auto payload = std::make_shared<OfferPayload>();
   auto keep = [&](uint64_t at, std::span<const std::byte> bytes) {
-    eager.emplace_back(at, std::vector<std::byte>(bytes.begin(), bytes.end()));
+    payload->eager.push_back({at, std::vector<std::byte>(bytes.begin(), bytes.end())});
     m->eager_bytes += bytes.size();
     return Status::Ok();
   };
   Status read = m->frozen->read_eager_pages(reader, keep);
+  if (read)
+    read = read_carried(job.pid, reader, [&](uint32_t file, uint64_t offset, std::span<const std::byte> bytes) {
+      payload->carried.push_back({file, offset, std::vector<std::byte>(bytes.begin(), bytes.end())});
+      m->eager_bytes += bytes.size();
+      return Status::Ok();
+    });
   if (!read) return refuse(read.error().code, read.error().message);
   double eager_ms = ms_since(m->t0);
   auto words = capnp::messageToFlatArray(m->message);
@@ -289,22 +300,29 @@ void Agent::start_migration(std::shared_ptr<dipc::Request> req, Job& job, const 
   auto offer_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(kOfferTimeout);
   if (plan.mode == MigrationPlan::Mode::kEager)
     offer_timeout += std::chrono::milliseconds(m->present * kPage / (32u << 20) * 1000);  // at 32 MiB/s at worst
-  // Step 2, offer; steps 3-4 happen at the destination.
+  // Step 2, offer; steps 3-4 happen at the destination. A payload too large for the Offer goes
+  // ahead of it in parts (pm/offer_payload.h).
   std::string pager_name = cap.getPager();
+  auto words_held = std::make_shared<kj::Array<capnp::word>>(std::move(words));
+  std::vector<OfferPayload> parts;
+  if (m->image_bytes + payload->bytes() > kInlinePayloadBytes) parts = payload->split(kInlinePayloadBytes);
+  uint32_t part_count = uint32_t(parts.size());
+  offer_timeout += std::chrono::milliseconds(m->eager_bytes / (32u << 20) * 1000);  // at 32 MiB/s at worst
+  uint64_t gpid = job.gpid;
+  uint32_t uid = job.uid;
+  auto send_offer = [this, m, to, payload, words_held, ranges, pager_name, stage_id, stage_token, part_count, gpid, uid,
+                     offer_timeout, plan] {
+  auto& words = *words_held;
   port_.call<wire::Offer, wire::OfferReply>(
       "agent@" + to,
       [&](wire::Offer::Builder b) {
         b.setMigrationId(m->id);
-        b.setGpid(job.gpid);
-        b.setUid(job.uid);
+        b.setGpid(gpid);
+        b.setUid(uid);
         auto bytes = words.asBytes();
         b.setImage(capnp::Data::Reader(bytes.begin(), bytes.size()));
-        auto ev = b.initEager(uint32_t(eager.size()));
-        for (size_t i = 0; i < eager.size(); ++i) {
-          ev[uint32_t(i)].setAddress(eager[i].first);
-          ev[uint32_t(i)].setData(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(eager[i].second.data()),
-                                                      eager[i].second.size()));
-        }
+        payload->write(b);  // empty when it went in parts
+        b.setParts(part_count);
         b.setObjectId(m->object_id);
         b.setToken(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(m->token.data()), m->token.size()));
         b.setPager(pager_name);
@@ -333,7 +351,41 @@ void Agent::start_migration(std::shared_ptr<dipc::Request> req, Job& job, const 
         settle_unknown(m, rep.error());
       },
       dipc::CallOptions{offer_timeout, std::nullopt});
+  };
   watch_destination(m);
+  if (parts.empty()) return send_offer();
+  send_offer_parts(m, std::move(parts), offer_timeout, send_offer);
+}
+
+// All at once; the Offer once every one is acknowledged. A part that fails leaves the Offer
+// unsent: the master's commit point still decides (settle_unknown), and it cannot have
+// committed.
+void Agent::send_offer_parts(std::shared_ptr<Migration> m, std::vector<OfferPayload> parts,
+                             std::chrono::milliseconds timeout, std::function<void()> then) {
+  auto left = std::make_shared<size_t>(parts.size());
+  auto failed = std::make_shared<bool>(false);
+  uint64_t bytes = 0;
+  for (const auto& p : parts) bytes += p.bytes();
+  spdlog::info("{}: gpid {} migration {}: {} bytes of pages and carried files go ahead of the offer in {} parts",
+               port_.name(), m->gpid, m->id, bytes, parts.size());
+  for (uint32_t i = 0; i < parts.size(); ++i) {
+    port_.call<wire::OfferPart, dipc::wire::Empty>(
+        "agent@" + m->to,
+        [&](wire::OfferPart::Builder b) {
+          b.setMigrationId(m->id);
+          b.setIndex(i);
+          parts[i].write(b);
+        },
+        [this, m, left, failed, then](Result<dipc::Message<dipc::wire::Empty>> r) {
+          if (m->settled || *failed) return;
+          if (!r) {
+            *failed = true;
+            return settle_unknown(m, make_error(r.error().code, "sending its pages ahead of the offer: " + r.error().message));
+          }
+          if (--*left == 0) then();
+        },
+        dipc::CallOptions{timeout, std::nullopt});
+  }
 }
 
 // While the offer is out, a destination that the master declares dead need not be waited for.
@@ -492,6 +544,20 @@ void Agent::end_migration(std::shared_ptr<Migration> m, Status outcome) {
   });
 }
 
+void Agent::offer_part(dipc::Request& req) {
+  if (req.caller().local || req.from().rfind("agent@", 0) != 0)
+    return req.fail(ErrorCode::kUnauthorized, "offers come from agents");
+  auto p = req.body<wire::OfferPart>();
+  std::string id = p.getMigrationId();
+  for (const auto& dropped : held_payloads_.expire(Clock::now()))
+    spdlog::warn("{}: migration {}: its parts waited 60 s for an offer that never came; dropped", port_.name(), dropped);
+  if (offers_seen_.count(id)) return req.fail(ErrorCode::kInvalid, "migration " + id + " was offered here already");
+  if (Status s = held_payloads_.add(id, p.getIndex(), OfferPayload::read(p), Clock::now()); !s)
+    return req.fail(s.error().code, "part " + std::to_string(p.getIndex()) + " of migration " + id + " on " + options_.node +
+                                        ": " + s.error().message);
+  req.reply<dipc::wire::Empty>([](auto) {});
+}
+
 void Agent::offer(dipc::Request& req) {
   if (req.caller().local || req.from().rfind("agent@", 0) != 0)
     return req.fail(ErrorCode::kUnauthorized, "offers come from agents");
@@ -551,14 +617,21 @@ void Agent::offer(dipc::Request& req) {
     options.job = ns.get();
     options.pid = pid_t(image.getPidInJob());
   }
-  auto eager = o.getEager();
+  // What came with it: in the Offer, or in parts ahead of it (pm/offer_payload.h).
+  for (const auto& dropped : held_payloads_.expire(Clock::now()))
+    spdlog::warn("{}: migration {}: its parts waited 60 s for an offer that never came; dropped", port_.name(), dropped);
+  auto payload = held_payloads_.take(id, o.getParts());
+  if (!payload) return refuse(ErrorCode::kUnavailable, "install on " + options_.node + " failed: " + payload.error().message);
+  payload.value().append(OfferPayload::read(o));
+  auto carried = payload.value().carried_contents(image);
+  if (!carried) return refuse(carried.error().code, "install on " + options_.node + " failed: " + carried.error().message);
+  options.carried = &carried.value();
+  const auto& eager = payload.value().eager;
   auto restored = RestoredProcess::build(
       image,
       [&](const PageSink& sink) {
-        for (auto run : eager) {
-          auto d = run.getData();
-          if (Status s = sink(run.getAddress(), std::span(reinterpret_cast<const std::byte*>(d.begin()), d.size())); !s) return s;
-        }
+        for (const auto& run : eager)
+          if (Status s = sink(run.address, run.bytes); !s) return s;
         return Status::Ok();
       },
       options);
@@ -567,6 +640,7 @@ void Agent::offer(dipc::Request& req) {
     return refuse(restored.error().code, "install on " + options_.node + " failed: " + restored.error().message);
   }
   std::shared_ptr<RestoredProcess> proc(std::move(restored).value());
+  for (const auto& note : proc->stats().notes) spdlog::warn("{}: {}: {}", port_.name(), label, note);
   if (ns) {
     // From here the init ends with the job (or with this copy, if it is undone); reaped then.
     if (Status s = ns->watch(options.pid); !s) return refuse(s.error().code, "install on " + options_.node + " failed: " + s.error().message);

@@ -28,6 +28,7 @@
 #include <sstream>
 
 #include "pm/capture_checks.h"
+#include "pm/carried_files.h"
 #include "pm/job_namespace.h"
 #include "pm/kernel_objects.h"
 #include "pm/proc_info.h"
@@ -516,6 +517,8 @@ Status FrozenProcess::capture(wire::ProcessImage::Builder image, const CaptureOp
                                          : wire::OpenFile::Kind::CHARACTER_DEVICE);
     }
   }
+
+  if (Status s = describe_carried(pid, maps.value(), fds.value(), image); !s) return s;
 
   std::vector<std::pair<int, rlimit>> limits;
   for (int res = 0; res < RLIM_NLIMITS; ++res) {

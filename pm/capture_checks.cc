@@ -1,4 +1,5 @@
 #include "pm/capture_checks.h"
+#include "pm/carried_files.h"
 #include "pm/job_namespace.h"
 #include "pm/kernel_objects.h"
 
@@ -85,6 +86,7 @@ Status check_movable(pid_t pid, const StatusInfo& status, const std::vector<Vma>
       if (what == "[io_uring]") what = "an io_uring instance";
       return refused(fd + " is " + what + ": it cannot move");
     }
+    if (is_carried(f)) continue;  // its content travels with it (pm/carried_files.h)
     if (f.target.size() > 10 && f.target.compare(f.target.size() - 10, 10, " (deleted)") == 0)
       return refused(fd + " refers to a deleted file (" + f.target + ")");
     if (f.target.empty() || f.target.front() != '/')
@@ -93,6 +95,7 @@ Status check_movable(pid_t pid, const StatusInfo& status, const std::vector<Vma>
       return refused(fd + " (" + f.target + ") is neither a regular file, a directory nor a character device");
   }
   for (const auto& v : maps) {
+    if (is_carried(v, fds)) continue;  // its file's content travels with it (pm/carried_files.h)
     bool readonly_file = v.shared && !v.write && v.is_file() && !v.path.empty() && v.path.front() == '/' &&
                          v.path.rfind("/dev/", 0) != 0;
     if (v.shared && !readonly_file && v.path != "[vsyscall]")

@@ -46,6 +46,17 @@ Result<CheckpointSummary> write_checkpoint(const fs::path& dir, wire::ProcessIma
     if (!s) return s.error();
     sum.pages = sum.bytes / image.getPageSize();
   }
+  fs::path carried_tmp = dir / "carried.bin.tmp";
+  if (image.getCarried().size() > 0) {
+    int fd = ::open(carried_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return make_error(ErrorCode::kUnavailable, errno_message("create " + carried_tmp.string(), errno));
+    Status s = read_carried(process.pid(), image, [&](uint32_t, uint64_t, std::span<const std::byte> bytes) {
+      return write_all(fd, bytes, carried_tmp);
+    });
+    if (s && ::fsync(fd) != 0) s = make_error(ErrorCode::kUnavailable, errno_message("fsync " + carried_tmp.string(), errno));
+    ::close(fd);
+    if (!s) return s.error();
+  }
   {
     int fd = ::open(image_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return make_error(ErrorCode::kUnavailable, errno_message("create " + image_tmp.string(), errno));
@@ -61,6 +72,8 @@ Result<CheckpointSummary> write_checkpoint(const fs::path& dir, wire::ProcessIma
     ::close(fd);
   }
   fs::rename(pages_tmp, dir / "pages.bin", ec);
+  if (!ec && image.getCarried().size() > 0) fs::rename(carried_tmp, dir / "carried.bin", ec);
+  if (!ec && image.getCarried().size() == 0) fs::remove(dir / "carried.bin", ec);  // of a checkpoint replaced
   if (!ec) fs::rename(image_tmp, dir / "image.bin", ec);
   if (ec) return make_error(ErrorCode::kUnavailable, "cannot complete the checkpoint in " + dir.string() + ": " + ec.message());
   return sum;
@@ -87,6 +100,32 @@ Result<std::unique_ptr<Checkpoint>> Checkpoint::open(const fs::path& dir) {
 Checkpoint::~Checkpoint() {
   reader_.reset();
   if (image_fd_ >= 0) ::close(image_fd_);
+}
+
+Result<CarriedContents> Checkpoint::carried() const {
+  auto list = image_.getCarried();
+  CarriedContents out(list.size());
+  if (list.size() == 0) return out;
+  fs::path file = dir_ / "carried.bin";
+  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return make_error(ErrorCode::kNotFound, errno_message("open " + file.string(), errno));
+  Status result = Status::Ok();
+  for (uint32_t i = 0; i < list.size() && result.ok(); ++i) {
+    out[i].resize(list[i].getSize());
+    for (size_t done = 0; done < out[i].size();) {
+      ssize_t n = ::read(fd, out[i].data() + done, out[i].size() - done);
+      if (n <= 0) {
+        result = make_error(ErrorCode::kInvalid, file.string() + " is shorter than its image says");
+        break;
+      }
+      done += size_t(n);
+    }
+  }
+  char extra;
+  if (result.ok() && ::read(fd, &extra, 1) == 1) result = make_error(ErrorCode::kInvalid, file.string() + " is longer than its image says");
+  ::close(fd);
+  if (!result) return result.error();
+  return out;
 }
 
 PageFeed Checkpoint::pages() const {

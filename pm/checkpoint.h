@@ -3,6 +3,8 @@
 //
 //   DIR/image.bin   the ProcessImage (Cap'n Proto, unpacked stream encoding)
 //   DIR/pages.bin   the contents of every page the image marks present, in the image's order
+//   DIR/carried.bin the contents of its carried files (pm/carried_files.h), one after the
+//                   other in the image's order (absent when it has none)
 //
 // Writing goes to DIR/*.tmp first and renames at the end: a checkpoint directory either
 // holds a complete checkpoint or none.
@@ -15,6 +17,7 @@
 
 #include "dipc/status.h"
 #include "pm/capture.h"
+#include "pm/carried_files.h"
 #include "pm/restore.h"
 
 namespace ferry::pm {
@@ -38,6 +41,8 @@ class Checkpoint {
   wire::ProcessImage::Reader image() const { return image_; }
   // Feeds pages.bin to a restore; checks that its size matches the image.
   PageFeed pages() const;
+  // The contents of its carried files (RestoreOptions::carried); checks their sizes.
+  Result<CarriedContents> carried() const;
 
  private:
   Checkpoint() = default;

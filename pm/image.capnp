@@ -33,6 +33,24 @@ struct ProcessImage {
   threads @20 :List(Thread);     # every thread, the leader first; the leader's registers,
                                  # extended state, mask, pending signals and rseq are the
                                  # fields above (its entry leaves them empty)
+  carried @22 :List(CarriedFile);  # files whose content travels with the job (pm/carried_files.h)
+}
+
+# A file whose whole content travels with the job (its bytes beside the image, by index).
+struct CarriedFile {
+  path @0 :Text;                 # as the source saw it, without " (deleted)"
+  size @1 :UInt64;
+  mode @2 :UInt32;               # st_mode
+  uid @3 :UInt32;
+  gid @4 :UInt32;
+  kind @5 :Kind;
+  seals @6 :UInt32;              # memfd: F_GET_SEALS
+
+  enum Kind {
+    shared @0;                   # a regular file mapped MAP_SHARED and writable: kept at its path
+    deleted @1;                  # unlinked since it was opened or mapped: an unlinked copy
+    memfd @2;                    # a memfd the process holds a descriptor of
+  }
 }
 
 # An armed timer of setitimer(2) (ITIMER_REAL: SIGALRM, alarm(); VIRTUAL; PROF).
@@ -84,7 +102,8 @@ struct Vma {
   # are zero (anonymous) or the file's content (file-backed).
   present @9 :Data;
   presentPages @10 :UInt64;
-  shared @11 :Bool;              # MAP_SHARED of a file, read-only (e.g. glibc's gconv cache)
+  shared @11 :Bool;              # MAP_SHARED
+  carried @12 :UInt32;           # 1 + its index in ProcessImage.carried (0: not carried)
 
   enum Kind {
     anonymous @0;
@@ -127,6 +146,7 @@ struct OpenFile {
   pipe @5 :UInt64;               # kind pipe: the pipe's inode (both ends are in this process)
   object @6 :KernelObject;       # kinds eventfd, epoll, timerfd, signalfd (pm/kernel_objects.h)
   unread @7 :Data;               # kind pipe, read end: the bytes in the pipe at capture
+  carried @8 :UInt32;            # kind regular: 1 + its index in ProcessImage.carried (0: by path)
 
   enum Kind {
     regular @0;

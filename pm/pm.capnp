@@ -184,6 +184,23 @@ struct EagerRun {
   data @1 :Data;
 }
 
+# A slice of a carried file's content (pm/carried_files.h).
+struct CarriedRun {
+  file @0 :UInt32;               # its index in the image's carried files
+  offset @1 :UInt64;
+  data @2 :Data;
+}
+
+# Source agent -> destination agent, ahead of an Offer whose pages and carried files do not fit
+# in one message: a share of them, held at the destination under the migration id for the
+# Offer (which says how many parts came before it). Dropped when no Offer takes them within 60 s.
+struct OfferPart {
+  migrationId @0 :Text;
+  index @1 :UInt32;              # 0, 1, ...
+  eager @2 :List(EagerRun);
+  carried @3 :List(CarriedRun);
+}
+
 struct Offer {
   migrationId @0 :Text;
   gpid @1 :UInt64;
@@ -200,6 +217,8 @@ struct Offer {
   stageId @12 :UInt64;           # precopy: the pages staged at the destination's pager (0: none)
   stageToken @13 :Data;
   stagedPages @14 :UInt64;       # of the job's pages, those already there (memory held already)
+  parts @15 :UInt32;             # OfferParts sent ahead, which hold the rest of `eager` and `carried`
+  carried @16 :List(CarriedRun);
 }
 
 struct Range {

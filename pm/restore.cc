@@ -30,6 +30,7 @@
 #include <map>
 #include <sstream>
 
+#include "pm/carried_files.h"
 #include "pm/job_namespace.h"
 #include "pm/kernel_objects.h"
 #include "pm/proc_info.h"
@@ -173,13 +174,20 @@ Status move_vdso(Builder& b, wire::ProcessImage::Reader image, const std::vector
   return Status::Ok();
 }
 
-Status map_vmas(Builder& b, wire::ProcessImage::Reader image) {
+// `carried`: the descriptors of the image's carried files (pm/carried_files.h), by index.
+Status map_vmas(Builder& b, wire::ProcessImage::Reader image, const std::vector<int>& carried) {
   for (auto v : image.getVmas()) {
     auto kind = v.getKind();
     if (is_vdso_kind(kind) || kind == wire::Vma::Kind::VSYSCALL) continue;
     uint64_t start = v.getStart(), len = v.getEnd() - v.getStart();
     std::string where = "map " + hex(start) + "-" + hex(v.getEnd());
-    if (kind == wire::Vma::Kind::FILE) {
+    int share = v.getShared() ? MAP_SHARED : MAP_PRIVATE;
+    if (v.getCarried() != 0) {
+      if (v.getCarried() > carried.size()) return make_error(ErrorCode::kInvalid, "restore: " + where + " names no carried file");
+      auto m = b.call(where + " (" + std::string(v.getPath()) + ", carried)", SYS_mmap, start, len, v.getProt(),
+                      uint64_t(share | MAP_FIXED), uint64_t(carried[v.getCarried() - 1]), v.getOffset());
+      if (!m) return m.error();
+    } else if (kind == wire::Vma::Kind::FILE) {
       std::string path = v.getPath();
       struct stat st {};
       if (::stat(path.c_str(), &st) != 0 || st.st_ino != v.getInode())
@@ -188,7 +196,7 @@ Status map_vmas(Builder& b, wire::ProcessImage::Reader image) {
       if (!p) return p.error();
       auto fd = b.call("open " + path, SYS_openat, uint64_t(AT_FDCWD), p.value(), O_RDONLY | O_CLOEXEC);
       if (!fd) return fd.error();
-      int share = v.getShared() ? MAP_SHARED : MAP_PRIVATE;  // shared ones are read-only (capture checked)
+      // Shared ones are read-only here (capture checked): writable ones are carried.
       auto m = b.call(where + " (" + path + ")", SYS_mmap, start, len, v.getProt(), uint64_t(share | MAP_FIXED),
                       uint64_t(fd.value()), v.getOffset());
       (void)b.call("close", SYS_close, uint64_t(fd.value()));
@@ -324,7 +332,7 @@ Status restore_pipes(Builder& b, wire::ProcessImage::Reader image) {
   return Status::Ok();
 }
 
-Status restore_files(Builder& b, wire::ProcessImage::Reader image) {
+Status restore_files(Builder& b, wire::ProcessImage::Reader image, const std::vector<int>& carried) {
   bool have[3] = {false, false, false};
   for (auto f : image.getFiles()) {
     int fd = f.getFd();
@@ -335,6 +343,10 @@ Status restore_files(Builder& b, wire::ProcessImage::Reader image) {
         kind != wire::OpenFile::Kind::CHARACTER_DEVICE)
       continue;  // stdio, pipes and kernel objects: below
     uint32_t flags = f.getFlags() & ~uint32_t(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY);
+    if (f.getCarried() != 0) {  // its own open of the carried copy, through the copy's descriptor
+      if (f.getCarried() > carried.size()) return make_error(ErrorCode::kInvalid, "restore: fd " + std::to_string(fd) + " names no carried file");
+      path = "/proc/self/fd/" + std::to_string(carried[f.getCarried() - 1]);
+    }
     auto p = b.put_string(path);
     if (!p) return p.error();
     auto opened = b.call("reopen fd " + std::to_string(fd) + " (" + path + ")", SYS_openat, uint64_t(AT_FDCWD),
@@ -632,8 +644,18 @@ Result<std::unique_ptr<RestoredProcess>> RestoredProcess::build(wire::ProcessIma
   uint64_t vdso_hole = find_hole(image, stub_maps.value(), 64 * kPage, scratch, scratch + kScratchPages * kPage);
   if (Status s = move_vdso(b, image, stub_maps.value(), vdso_hole); !s) return fail(s.error());
 
-  // The address space, then its contents.
-  if (Status s = map_vmas(b, image); !s) return fail(s.error());
+  // Carried files first (their mappings and descriptors use them), then the address space and
+  // its contents.
+  std::vector<int> carried;
+  if (image.getCarried().size() > 0) {
+    if (!options.carried) return fail(make_error(ErrorCode::kInvalid, "restore: the image carries files whose contents did not come"));
+    int lowest = 3;
+    for (auto f : image.getFiles()) lowest = std::max(lowest, int(f.getFd()) + 1);
+    auto opened = open_carried(b, image, *options.carried, lowest, proc->stats_.notes);
+    if (!opened) return fail(opened.error());
+    carried = std::move(opened).value();
+  }
+  if (Status s = map_vmas(b, image, carried); !s) return fail(s.error());
   uint64_t written = 0;
   std::vector<uint64_t> must_have = options.lazy ? pages_written_by_restore(image) : std::vector<uint64_t>{};
   std::vector<bool> have(must_have.size());
@@ -656,7 +678,8 @@ Result<std::unique_ptr<RestoredProcess>> RestoredProcess::build(wire::ProcessIma
   }
 
   if (Status s = restore_mm(b, image); !s) return fail(s.error());
-  if (Status s = restore_files(b, image); !s) return fail(s.error());
+  if (Status s = restore_files(b, image, carried); !s) return fail(s.error());
+  if (Status s = close_carried(b, image, carried); !s) return fail(s.error());
   // Its pid as it sees it (the calls it makes on itself name it so): in a job's namespace that
   // is not ours.
   pid_t self = pid;

@@ -27,6 +27,7 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "dipc/status.h"
@@ -56,6 +57,9 @@ struct RestoreOptions {
   // The pid it gets, in the job's namespace (taken there: the build fails), or else in ours if
   // free there (if not, any: stats().pid_kept says which). 0: any.
   pid_t pid = 0;
+  // The contents of the image's carried files, by index (pm/carried_files.h); needed when it
+  // has any.
+  const std::vector<std::vector<std::byte>>* carried = nullptr;
   bool lazy = false;         // the userfaultfd variant (see above)
   uint64_t uffd_features = 0;  // UFFD_FEATURE_* asked with UFFDIO_API (lazy only)
 };
@@ -84,6 +88,7 @@ struct RestoreStats {
   uint64_t lazy_pages = 0;  // pages of registered ranges, present or not at the source
   double build_ms = 0;      // from fork of the stub to ready-to-run
   bool pid_kept = false;    // it got the pid that options.pid asked for
+  std::vector<std::string> notes;  // what was done otherwise than asked (for the log)
 };
 
 class RestoredProcess {

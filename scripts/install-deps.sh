@@ -9,7 +9,7 @@ packages=(
   libfabric-dev libfabric-bin liburing-dev capnproto libcapnp-dev libtbb-dev
   libgtest-dev libgmock-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libssl-dev
   iproute2 procps python3-minimal python3 xz-utils coreutils
-  nodejs
+  nodejs openjdk-17-jdk-headless
 )
 if [ "${1:-}" = bench ]; then
   packages+=(gnuplot-nox fonts-dejavu-core)

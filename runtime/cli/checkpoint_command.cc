@@ -66,6 +66,12 @@ int restore(const std::string& dir) {
   } else {
     options.pid = pid_t(image.getSourcePid());
   }
+  auto carried = cp.value()->carried();
+  if (!carried) {
+    std::cerr << "ferry: restore: " << carried.error().message << "\n";
+    return 1;
+  }
+  options.carried = &carried.value();
   auto proc = pm::RestoredProcess::build(image, cp.value()->pages(), options);
   if (!proc) {
     std::cerr << "ferry: restore: " << proc.error().message << "\n";
@@ -81,6 +87,7 @@ int restore(const std::string& dir) {
                              "(one that signals itself by a pid it saved will miss)\n",
                              options.pid, proc.value()->pid());
   }
+  for (const auto& note : proc.value()->stats().notes) std::cerr << "ferry: restore: warning: " << note << "\n";
   if (Status s = proc.value()->start(); !s) {
     std::cerr << "ferry: restore: " << s.error().message << "\n";
     return 1;

@@ -86,16 +86,5 @@ TEST_F(Threads, OpenMpWithEightThreadsOnTwoGiB) {
   expect_same_output_after_moves({program("omp_rounds"), "2048", "14", "300"}, 5, {""});
 }
 
-TEST_F(Threads, PythonThreadPoolOfEightHashingOneGiB) {
-  // Moved once its buffer is filled and the pool's threads are there.
-  expect_same_output_after_moves({"/usr/bin/python3", program("thread_pool_hash.py"), "1024", "14"}, 5, {""}, 1500ms);
-}
-
-TEST_F(Threads, NodeWorkerThreadsPoolOfFourOnOneGiB) {
-  // Moved once its buffer is filled and the workers are there.
-  std::string reference = expect_same_output_after_moves({"/usr/bin/node", program("node_workers.js"), "1024", "40"}, 5, {""}, 1500ms);
-  EXPECT_NE(reference.find("round 39: "), std::string::npos) << reference;
-}
-
 }  // namespace
 }  // namespace ferry::testing
