@@ -28,7 +28,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kUffdFeatures = UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP |
-                                   UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_THREAD_ID;
+                                   UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_THREAD_ID |
+                                   UFFD_FEATURE_MISSING_SHMEM;  // MAP_SHARED memory is served lazily too
 constexpr auto kOfferTimeout = std::chrono::seconds(5);  // an install takes tens of ms; a silent destination is asked about at the master after this
 
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }

@@ -56,16 +56,21 @@ wire::Vma::Kind vma_kind(const Vma& v) {
 
 // Marks the pages of `v` that carry content of their own (pm/pagemap.h): in anonymous memory
 // every touched page; in file mappings only the pages written (COW copies).
-Status fill_present(int pagemap_fd, const Vma& v, wire::Vma::Builder out, size_t page) {
+// Shared memory: every page whose shmem page holds data, mapped here or not.
+Status fill_present(pid_t pid, int pagemap_fd, const Vma& v, wire::Vma::Builder out, size_t page) {
   size_t pages = v.size() / page;
   auto bits = out.initPresent(uint32_t((pages + 7) / 8));
-  auto ranges = pagemap::pages_with_content(pagemap_fd, v.start, v.end, vma_kind(v) != wire::Vma::Kind::FILE);
+  bool shared_memory = out.getKind() == wire::Vma::Kind::SHARED_MEMORY;
+  auto ranges = pagemap::pages_with_content(pagemap_fd, v.start, v.end, vma_kind(v) != wire::Vma::Kind::FILE || shared_memory);
   if (!ranges) return ranges.error();
-  uint64_t count = 0;
-  for (const auto& r : ranges.value()) {
-    pagemap::set_bits(bits.begin(), (r.start - v.start) / page, (r.end - r.start) / page);
-    count += (r.end - r.start) / page;
+  for (const auto& r : ranges.value()) pagemap::set_bits(bits.begin(), (r.start - v.start) / page, (r.end - r.start) / page);
+  if (shared_memory) {
+    auto data = pagemap::shmem_with_data(pid, v.start, v.end, v.offset, v.start, v.end);
+    if (!data) return data.error();
+    for (const auto& r : data.value()) pagemap::set_bits(bits.begin(), (r.start - v.start) / page, (r.end - r.start) / page);
   }
+  uint64_t count = 0;
+  for (auto b : bits) count += uint64_t(__builtin_popcount(b));
   out.setPresentPages(count);
   return Status::Ok();
 }
@@ -449,10 +454,12 @@ Status FrozenProcess::capture(wire::ProcessImage::Builder image, const CaptureOp
     w.setDevice(makedev(v.dev_major, v.dev_minor));
     w.setGrowsDown(v.path == "[stack]");
     w.setShared(v.shared && v.path != "[vsyscall]");
+    bool shared_memory = is_shared_memory(v, fds.value());
+    if (shared_memory) w.setKind(wire::Vma::Kind::SHARED_MEMORY);
     bool lazy = vma_kind(v) == wire::Vma::Kind::ANONYMOUS || vma_kind(v) == wire::Vma::Kind::HEAP ||
-                vma_kind(v) == wire::Vma::Kind::STACK;
-    if (!v.is_special() && v.prot() != PROT_NONE && !v.shared && (options.lazy_presence || !lazy)) {
-      if (Status s = fill_present(pagemap, v, w, page); !s) {
+                vma_kind(v) == wire::Vma::Kind::STACK || shared_memory;
+    if (!v.is_special() && v.prot() != PROT_NONE && (!v.shared || shared_memory) && (options.lazy_presence || !lazy)) {
+      if (Status s = fill_present(pid, pagemap, v, w, page); !s) {
         ::close(pagemap);
         return s;
       }

@@ -96,6 +96,7 @@ Status check_movable(pid_t pid, const StatusInfo& status, const std::vector<Vma>
   }
   for (const auto& v : maps) {
     if (is_carried(v, fds)) continue;  // its file's content travels with it (pm/carried_files.h)
+    if (is_shared_memory(v, fds)) continue;  // moves as memory
     bool readonly_file = v.shared && !v.write && v.is_file() && !v.path.empty() && v.path.front() == '/' &&
                          v.path.rfind("/dev/", 0) != 0;
     if (v.shared && !readonly_file && v.path != "[vsyscall]")

@@ -98,6 +98,11 @@ bool is_carried(const OpenFd& f) {
   return S_ISREG(f.mode) && (is_memfd(f.target) || ends_with(f.target, kDeleted));
 }
 
+bool is_shared_memory(const Vma& v, const std::vector<OpenFd>& fds) {
+  if (!v.shared || !v.is_file()) return false;
+  return v.path == "/dev/zero" + kDeleted || (is_memfd(v.path) && !is_carried(v, fds));
+}
+
 bool is_carried(const Vma& v, const std::vector<OpenFd>& fds) {
   if (!v.is_file() || v.path.empty() || v.path.front() != '/') return false;
   if (is_memfd(v.path)) {
@@ -127,10 +132,13 @@ Status describe_carried(pid_t pid, const std::vector<Vma>& maps, const std::vect
     Key k{o.st.st_dev, o.st.st_ino};
     if (index.count(k)) return Status::Ok();
     o.path = without_deleted(path);
-    o.kind = is_memfd(path)              ? wire::CarriedFile::Kind::MEMFD
+    bool held = false;  // a memfd the process has a descriptor of
+    for (const auto& f : fds) held = held || (is_memfd(f.target) && f.inode == o.st.st_ino);
+    o.kind = is_memfd(path) && !held     ? wire::CarriedFile::Kind::MEMFD_LAZY
+             : is_memfd(path)            ? wire::CarriedFile::Kind::MEMFD
              : ends_with(path, kDeleted) ? wire::CarriedFile::Kind::DELETED
                                          : wire::CarriedFile::Kind::SHARED;
-    if (o.kind == wire::CarriedFile::Kind::MEMFD) {
+    if (o.kind == wire::CarriedFile::Kind::MEMFD || o.kind == wire::CarriedFile::Kind::MEMFD_LAZY) {
       UniqueFd fd(::open(handle.c_str(), O_RDONLY | O_CLOEXEC));
       int seals = fd ? ::fcntl(fd.get(), F_GET_SEALS) : -1;
       o.seals = seals > 0 ? uint32_t(seals) : 0;
@@ -140,7 +148,7 @@ Status describe_carried(pid_t pid, const std::vector<Vma>& maps, const std::vect
     return Status::Ok();
   };
   for (const auto& v : maps)
-    if (is_carried(v, fds))
+    if (is_carried(v, fds) || (is_memfd(v.path) && is_shared_memory(v, fds)))
       if (Status s = add(map_file(pid, v.start, v.end), v.path); !s) return s;
   for (const auto& f : fds)
     if (is_carried(f))
@@ -150,6 +158,7 @@ Status describe_carried(pid_t pid, const std::vector<Vma>& maps, const std::vect
   uint64_t total = 0;
   const Object* largest = &objects.front();
   for (const auto& o : objects) {
+    if (o.kind == wire::CarriedFile::Kind::MEMFD_LAZY) continue;  // its pages move as memory
     total += uint64_t(o.st.st_size);
     if (o.st.st_size > largest->st.st_size) largest = &o;
   }
@@ -191,6 +200,7 @@ Status describe_carried(pid_t pid, const std::vector<Vma>& maps, const std::vect
 Status read_carried(pid_t pid, wire::ProcessImage::Reader image, const CarriedSink& sink, size_t chunk) {
   auto carried = image.getCarried();
   for (uint32_t i = 0; i < carried.size(); ++i) {
+    if (carried[i].getKind() == wire::CarriedFile::Kind::MEMFD_LAZY) continue;
     std::string handle;
     for (auto v : image.getVmas())
       if (v.getCarried() == i + 1) {
@@ -222,7 +232,8 @@ Status read_carried(pid_t pid, wire::ProcessImage::Reader image, const CarriedSi
 
 Result<CarriedContents> read_carried_contents(pid_t pid, wire::ProcessImage::Reader image) {
   CarriedContents out(image.getCarried().size());
-  for (uint32_t i = 0; i < out.size(); ++i) out[i].reserve(image.getCarried()[i].getSize());
+  for (uint32_t i = 0; i < out.size(); ++i)
+    if (image.getCarried()[i].getKind() != wire::CarriedFile::Kind::MEMFD_LAZY) out[i].reserve(image.getCarried()[i].getSize());
   Status s = read_carried(pid, image, [&](uint32_t i, uint64_t, std::span<const std::byte> bytes) {
     out[i].insert(out[i].end(), bytes.begin(), bytes.end());
     return Status::Ok();
@@ -247,7 +258,8 @@ Result<std::vector<int>> open_carried(Builder& b, wire::ProcessImage::Reader ima
     auto f = carried[i];
     std::string path = f.getPath();
     std::span<const std::byte> content(contents[i]);
-    if (content.size() != f.getSize())
+    bool lazy = f.getKind() == wire::CarriedFile::Kind::MEMFD_LAZY;
+    if (content.size() != (lazy ? 0 : f.getSize()))
       return fail(make_error(ErrorCode::kInvalid, "restore: " + path + " came with " + std::to_string(content.size()) +
                                                       " bytes, the image says " + std::to_string(f.getSize())));
     // The descriptor in the process, and whether its content still has to be written.
@@ -259,7 +271,7 @@ Result<std::vector<int>> open_carried(Builder& b, wire::ProcessImage::Reader ima
       return b.call("make an unlinked copy of " + path + " in " + dir, SYS_openat, uint64_t(AT_FDCWD), p.value(),
                     uint64_t(O_TMPFILE | O_RDWR | O_CLOEXEC), uint64_t(f.getMode() & 07777));
     };
-    if (f.getKind() == wire::CarriedFile::Kind::MEMFD) {
+    if (f.getKind() == wire::CarriedFile::Kind::MEMFD || lazy) {
       std::string name = path.substr(std::strlen("/memfd:"));
       auto p = b.put_string(name);
       if (!p) return fail(p.error());
@@ -290,6 +302,10 @@ Result<std::vector<int>> open_carried(Builder& b, wire::ProcessImage::Reader ima
     (void)b.call("close", SYS_close, uint64_t(fd.value()));
     if (!parked) return fail(parked.error());
     opened.push_back(int(parked.value()));
+    if (lazy) {  // its size only: the pages come as memory
+      if (auto r = b.call("size " + path, SYS_ftruncate, uint64_t(parked.value()), f.getSize()); !r) return fail(r.error());
+      continue;
+    }
     if (!fill) continue;
     // The content goes in from here, through the process's descriptor.
     std::string handle = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(parked.value());
@@ -308,7 +324,8 @@ Status close_carried(Builder& b, wire::ProcessImage::Reader image, const std::ve
   Status result = Status::Ok();
   auto carried = image.getCarried();
   for (uint32_t i = 0; i < opened.size() && i < carried.size(); ++i) {
-    if (carried[i].getKind() == wire::CarriedFile::Kind::MEMFD && carried[i].getSeals() != 0) {
+    auto kind = carried[i].getKind();
+    if ((kind == wire::CarriedFile::Kind::MEMFD || kind == wire::CarriedFile::Kind::MEMFD_LAZY) && carried[i].getSeals() != 0) {
       auto r = b.call("seal " + std::string(carried[i].getPath()), SYS_fcntl, uint64_t(opened[i]), F_ADD_SEALS,
                       carried[i].getSeals());
       if (!r && result) result = r.error();

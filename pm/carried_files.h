@@ -4,8 +4,9 @@
 //     shared memory in /dev/shm): node-local on a real cluster, and the job's writes are in it;
 //   - a file deleted since the job opened or mapped it (a library replaced by a package
 //     upgrade, a scratch file unlinked after open): no path leads to it any more;
-//   - a memfd the job holds a descriptor of: it may read() it, so its pages cannot arrive lazily
-//     (a memfd that is only mapped is served lazily: pm/restore.h).
+//   - a memfd the job holds a descriptor of: it may read() it, so its pages cannot arrive lazily.
+// A memfd that is only mapped is described too (kind memfdLazy: made anew at its size, with no
+// content), and its mappings are shared memory that a lazy restore serves (pm/restore.h).
 // One object however many mappings and descriptors name it (told apart by device and inode).
 // Its content travels eagerly, before the job resumes: at most kCarryLimitBytes per process in
 // all; beyond, the capture is refused naming the largest.
@@ -40,6 +41,8 @@ inline constexpr uint64_t kCarryLimitBytes = 128ull << 20;
 // A memfd mapping is carried when `fds` holds a descriptor of the same memfd.
 bool is_carried(const Vma& v, const std::vector<OpenFd>& fds);
 bool is_carried(const OpenFd& f);
+// MAP_SHARED anonymous memory, or a memfd mapped and not carried: shmem that moves as memory.
+bool is_shared_memory(const Vma& v, const std::vector<OpenFd>& fds);
 
 // Describes the carried files in `image` (ProcessImage.carried) and marks the mappings and
 // descriptors that use them (Vma.carried, OpenFile.carried): `vmas` and `files` are the image's

@@ -47,7 +47,7 @@ Result<CheckpointSummary> write_checkpoint(const fs::path& dir, wire::ProcessIma
     sum.pages = sum.bytes / image.getPageSize();
   }
   fs::path carried_tmp = dir / "carried.bin.tmp";
-  if (image.getCarried().size() > 0) {
+  if (image.getCarried().size() > 0) {  // (an empty file when only memfds' sizes are carried)
     int fd = ::open(carried_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return make_error(ErrorCode::kUnavailable, errno_message("create " + carried_tmp.string(), errno));
     Status s = read_carried(process.pid(), image, [&](uint32_t, uint64_t, std::span<const std::byte> bytes) {
@@ -111,6 +111,7 @@ Result<CarriedContents> Checkpoint::carried() const {
   if (fd < 0) return make_error(ErrorCode::kNotFound, errno_message("open " + file.string(), errno));
   Status result = Status::Ok();
   for (uint32_t i = 0; i < list.size() && result.ok(); ++i) {
+    if (list[i].getKind() == wire::CarriedFile::Kind::MEMFD_LAZY) continue;  // its pages are in pages.bin
     out[i].resize(list[i].getSize());
     for (size_t done = 0; done < out[i].size();) {
       ssize_t n = ::read(fd, out[i].data() + done, out[i].size() - done);

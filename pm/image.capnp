@@ -50,6 +50,8 @@ struct CarriedFile {
     shared @0;                   # a regular file mapped MAP_SHARED and writable: kept at its path
     deleted @1;                  # unlinked since it was opened or mapped: an unlinked copy
     memfd @2;                    # a memfd the process holds a descriptor of
+    memfdLazy @3;                # a memfd only mapped: made empty at its size, its pages served
+                                 # lazily like other memory (no content travels here)
   }
 }
 
@@ -114,6 +116,8 @@ struct Vma {
     vvar @5;
     vvarVclock @6;
     vsyscall @7;
+    sharedMemory @8;             # MAP_SHARED anonymous memory, or a memfd only mapped (its
+                                 # `carried` entry is made empty): shmem, served lazily
   }
 }
 

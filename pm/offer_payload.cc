@@ -42,6 +42,7 @@ Result<CarriedContents> OfferPayload::carried_contents(wire::ProcessImage::Reade
   CarriedContents out(files.size());
   std::vector<uint64_t> covered(files.size(), 0);
   for (uint32_t i = 0; i < files.size(); ++i) {
+    if (files[i].getKind() == wire::CarriedFile::Kind::MEMFD_LAZY) continue;  // its pages move as memory
     if (files[i].getSize() > kCarryLimitBytes)
       return make_error(ErrorCode::kBadMessage, "carried file " + std::string(files[i].getPath()) + " is larger than any carried");
     out[i].resize(files[i].getSize());

@@ -1,6 +1,12 @@
 #include "pm/pagemap.h"
 
+#include <fcntl.h>
 #include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
 
 #include <cstring>
 
@@ -57,6 +63,29 @@ Result<std::vector<Range>> pages_with_content(int fd, uint64_t start, uint64_t e
     q.inverted = kFile;  // "all of: not a page of the file"
   }
   return scan(fd, start, end, q);
+}
+
+Result<std::vector<Range>> shmem_with_data(int pid, uint64_t vma_start, uint64_t vma_end, uint64_t vma_offset,
+                                           uint64_t start, uint64_t end) {
+  char path[96];
+  std::snprintf(path, sizeof path, "/proc/%d/map_files/%lx-%lx", pid, (unsigned long)vma_start, (unsigned long)vma_end);
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return make_error(ErrorCode::kUnavailable, errno_message(std::string("open ") + path, errno));
+  std::vector<Range> out;
+  const uint64_t page = 4096;
+  off_t at = off_t(vma_offset + (start - vma_start)), stop = off_t(vma_offset + (end - vma_start));
+  while (at < stop) {
+    off_t data = ::lseek(fd, at, SEEK_DATA);
+    if (data < 0 || data >= stop) break;  // ENXIO: no data from here on
+    off_t hole = ::lseek(fd, data, SEEK_HOLE);
+    if (hole < 0 || hole > stop) hole = stop;
+    uint64_t s = vma_start + (uint64_t(data) - vma_offset) / page * page;
+    uint64_t e = vma_start + (uint64_t(hole) - vma_offset + page - 1) / page * page;
+    out.push_back({s, std::min(e, end)});
+    at = hole;
+  }
+  ::close(fd);
+  return out;
 }
 
 void set_bits(uint8_t* bits, uint64_t first, uint64_t count) {

@@ -40,6 +40,14 @@ Result<std::vector<Range>> scan(int pagemap_fd, uint64_t start, uint64_t end, co
 // i.e. the process's copies of what it wrote.
 Result<std::vector<Range>> pages_with_content(int pagemap_fd, uint64_t start, uint64_t end, bool anonymous);
 
+// The pages of a shmem mapping of `pid` (MAP_SHARED anonymous memory, a memfd, a tmpfs file)
+// whose page in the shmem object holds data, mapped in the process or not (after
+// MADV_DONTNEED a page is no longer in the page tables but keeps its data): from the object's
+// SEEK_DATA / SEEK_HOLE through /proc/PID/map_files. [start, end) lies within the mapping
+// [vma_start, vma_end) of file offset `vma_offset`.
+Result<std::vector<Range>> shmem_with_data(int pid, uint64_t vma_start, uint64_t vma_end, uint64_t vma_offset,
+                                           uint64_t start, uint64_t end);
+
 // Sets bits [first, first + count) of an LSB-first bitmap.
 void set_bits(uint8_t* bits, uint64_t first, uint64_t count);
 

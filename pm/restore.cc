@@ -182,7 +182,11 @@ Status map_vmas(Builder& b, wire::ProcessImage::Reader image, const std::vector<
     uint64_t start = v.getStart(), len = v.getEnd() - v.getStart();
     std::string where = "map " + hex(start) + "-" + hex(v.getEnd());
     int share = v.getShared() ? MAP_SHARED : MAP_PRIVATE;
-    if (v.getCarried() != 0) {
+    if (kind == wire::Vma::Kind::SHARED_MEMORY && v.getCarried() == 0) {  // MAP_SHARED anonymous memory
+      auto m = b.call(where + " (shared)", SYS_mmap, start, len, v.getProt(), uint64_t(MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED),
+                      uint64_t(-1), 0);
+      if (!m) return m.error();
+    } else if (v.getCarried() != 0) {
       if (v.getCarried() > carried.size()) return make_error(ErrorCode::kInvalid, "restore: " + where + " names no carried file");
       auto m = b.call(where + " (" + std::string(v.getPath()) + ", carried)", SYS_mmap, start, len, v.getProt(),
                       uint64_t(share | MAP_FIXED), uint64_t(carried[v.getCarried() - 1]), v.getOffset());
@@ -563,8 +567,8 @@ struct ThreadRestorer {
 
 bool is_lazy(wire::Vma::Reader v) {
   auto k = v.getKind();
-  return !v.getShared() &&
-         (k == wire::Vma::Kind::ANONYMOUS || k == wire::Vma::Kind::HEAP || k == wire::Vma::Kind::STACK);
+  return k == wire::Vma::Kind::SHARED_MEMORY ||
+         (!v.getShared() && (k == wire::Vma::Kind::ANONYMOUS || k == wire::Vma::Kind::HEAP || k == wire::Vma::Kind::STACK));
 }
 
 std::vector<uint64_t> pages_written_by_restore(wire::ProcessImage::Reader image) {

@@ -11,10 +11,12 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "dipc/unique_fd.h"
 #include "pm/pagemap.h"
+#include "pm/proc_info.h"
 #include "xmm/lazy_zero.h"
 #include "xmm/range_walk.h"
 
@@ -37,6 +39,7 @@ struct Exporter::Object {
   Bits present;                      // bit per page
   std::vector<uint8_t> staged;       // bit per page: a precopy's stage holds it (empty: none)
   UniqueFd pagemap;
+  std::vector<pm::Vma> shared;       // its shmem mappings: their pages may hold data unmapped
   bool presence_ready = false;       // `present` is known (learn_presence_step); until then each
                                      // fetch reads the pagemap entries of its own pages
   RangeWalk scan;                    // where the presence walk is
@@ -58,6 +61,19 @@ struct Exporter::Object {
       if (address >= ranges[i].start && address < ranges[i].end)
         return int64_t(first_page[i] + (address - ranges[i].start) / kPage);
     return -1;
+  }
+  // Marks the pages of [from, to) whose shmem page holds data (pm/pagemap.h).
+  Status mark_shared_data(uint64_t from, uint64_t to) {
+    for (const auto& v : shared) {
+      uint64_t s = std::max(from, v.start), e = std::min(to, v.end);
+      if (s >= e) continue;
+      auto data = pm::pagemap::shmem_with_data(pid, v.start, v.end, v.offset, s, e);
+      if (!data) return data.error();
+      for (const auto& r : data.value())
+        for (uint64_t a = r.start; a < r.end; a += kPage)
+          if (int64_t i = index(a); i >= 0) set_bit(present, uint64_t(i));
+    }
+    return Status::Ok();
   }
   static bool bit(const Bits& v, uint64_t i) { return (v[i / 8] >> (i % 8)) & 1; }
   static void set_bit(Bits& v, uint64_t i) { v[i / 8] |= uint8_t(1u << (i % 8)); }
@@ -97,6 +113,12 @@ Result<ExportedObject> Exporter::export_process(pid_t pid, const std::vector<Ran
   if (!o->mem) return fail("open /proc/PID/mem", errno);
   o->pagemap.reset(::open(("/proc/" + std::to_string(pid) + "/pagemap").c_str(), O_RDONLY | O_CLOEXEC));
   if (!o->pagemap) return fail("open /proc/PID/pagemap", errno);
+  if (auto maps = pm::read_maps(pid); maps) {
+    for (const auto& v : maps.value())
+      if (v.shared && v.is_file()) o->shared.push_back(v);
+  } else {
+    return fail("read /proc/PID/maps", EIO);
+  }
   for (const auto& r : ranges) {
     o->first_page.push_back(o->total_pages);
     o->total_pages += (r.end - r.start) / kPage;
@@ -129,6 +151,10 @@ Result<bool> Exporter::learn_presence_step(uint64_t id, Precopy* precopy, uint64
     const Range& r = o.ranges[slice.range];
     for (const auto& x : with_data.value())
       pm::pagemap::set_bits(o.present.data(), o.first_page[slice.range] + (x.start - r.start) / kPage, (x.end - x.start) / kPage);
+    if (Status s = o.mark_shared_data(slice.from, slice.to); !s) {
+      finish(o, "its shared memory cannot be read: " + s.error().message);
+      return s.error();
+    }
     done += slice.pages();
   }
   if (!o.scan.done(o.ranges)) return false;
@@ -233,6 +259,10 @@ Status Exporter::fetch(uint64_t id, std::span<const std::byte> token, uint64_t a
     }
     for (uint32_t i = 0; i < pages; ++i)
       if (entries[i] & (3ull << 62)) Object::set_bit(o.present, uint64_t(first) + i);  // present or swapped
+    if (Status s = o.mark_shared_data(address, address + uint64_t(pages) * kPage); !s) {
+      out.setPages(0);
+      return s;
+    }
   }
   std::vector<uint8_t> bits((pages + 7) / 8, 0);
   uint32_t with_data = 0;
