@@ -392,7 +392,7 @@ void Agent::list(dipc::Request& req) {
             out.setWithCaveats(i, list[i]);
             // What this node can see: the resident memory of its own jobs.
             if (auto it = jobs_.find(list[i].getGpid()); it != jobs_.end()) {
-              std::ifstream st("/proc/" + std::to_string(it->second.pid) + "/status");
+              std::ifstream st("/proc/" + std::to_string(task_with_memory(it->second.pid)) + "/status");
               for (std::string line; std::getline(st, line);)
                 if (line.rfind("VmRSS:", 0) == 0) out[i].setRssKib(std::stoull(line.substr(6)));
             }

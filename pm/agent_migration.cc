@@ -266,7 +266,7 @@ void Agent::start_migration(std::shared_ptr<dipc::Request> req, Job& job, const 
   };
   Status read = m->frozen->read_eager_pages(reader, keep);
   if (read)
-    read = read_carried(job.pid, reader, [&](uint32_t file, uint64_t offset, std::span<const std::byte> bytes) {
+    read = read_carried(m->frozen->tracee().pid(), reader, [&](uint32_t file, uint64_t offset, std::span<const std::byte> bytes) {
       payload->carried.push_back({file, offset, std::vector<std::byte>(bytes.begin(), bytes.end())});
       m->eager_bytes += bytes.size();
       return Status::Ok();
@@ -276,7 +276,7 @@ void Agent::start_migration(std::shared_ptr<dipc::Request> req, Job& job, const 
   auto words = capnp::messageToFlatArray(m->message);
   m->image_bytes = words.asBytes().size();
   auto exported = ask_pager<xmm::wire::ExportMemory, xmm::wire::ExportReply>(pager_socket(), [&](auto b) {
-    b.setPid(uint32_t(job.pid));
+    b.setPid(uint32_t(m->frozen->tracee().pid()));  // the leader, or the thread that stands in for an exited one
     auto rs = b.initRanges(uint32_t(ranges.size()));
     for (size_t i = 0; i < ranges.size(); ++i) {
       rs[uint32_t(i)].setStart(ranges[i].start);

@@ -46,23 +46,24 @@ void Agent::start_precopy(std::shared_ptr<dipc::Request> req, Job& job, const st
     spdlog::info("{}: {} refused: {}", port_.name(), label, why);
     req->fail(code, "gpid " + std::to_string(gpid) + " cannot migrate: " + why + "; it continues on " + options_.node);
   };
-  auto maps = read_maps(job.pid);
+  const pid_t task = task_with_memory(job.pid);  // its leader, or a live thread if the leader has exited
+  auto maps = read_maps(task);
   if (!maps) return refuse(maps.error().code, maps.error().message);
   auto copied = copied_mappings(maps.value());
   if (copied.empty()) return start_migration(req, job, to, plan);  // nothing to copy ahead
   {
-    auto tracee = Tracee::seize(job.pid);
+    auto tracee = Tracee::seize(task);
     if (!tracee) return refuse(tracee.error().code, "cannot stop it to track its writes: " + tracee.error().message);
-    auto site = find_syscall_site(job.pid);
+    auto site = find_syscall_site(task);
     if (!site) return refuse(site.error().code, site.error().message);
     tracee.value()->set_syscall_site(site.value());
-    SameCpu pinned(job.pid);
+    SameCpu pinned(task);
     auto fd = tracee.value()->syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
     if (!fd || fd.value() < 0)
       return refuse(ErrorCode::kUnavailable, "its writes cannot be tracked: userfaultfd() in the job failed" +
                                                  (fd ? " (errno " + std::to_string(-fd.value()) + ")" : ": " + fd.error().message));
     auto started = ask<xmm::wire::StartPrecopy, xmm::wire::PrecopyReply>(pager_socket(), [&](auto b) {
-      b.setPid(uint32_t(job.pid));
+      b.setPid(uint32_t(task));
       b.setUffdFd(int32_t(fd.value()));
       auto rs = b.initRanges(uint32_t(copied.size()));
       for (size_t i = 0; i < copied.size(); ++i) {

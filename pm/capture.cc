@@ -296,15 +296,12 @@ Result<std::unique_ptr<FrozenProcess>> FrozenProcess::freeze(pid_t pid) {
   std::vector<pid_t> checked = task_ids(pid);  // before anything is seized
   for (pid_t tid : checked)
     if (Status s = refuse_if_stuck(pid, tid); !s) return s.error();
-  auto t = Tracee::seize(pid);
-  if (!t) {
-    // A leader that called pthread_exit is a zombie while its threads run on.
-    if (t.error().code == ErrorCode::kNotFound && task_ids(pid).size() > 1)
-      return make_error(ErrorCode::kRefused, "process " + std::to_string(pid) +
-                                                 "'s main thread has exited while its other threads run: not yet supported");
-    return t.error();
-  }
-  std::unique_ptr<FrozenProcess> frozen(new FrozenProcess(std::move(t).value()));
+  // A leader that called pthread_exit is a zombie while its threads run on: the first live
+  // thread stands in for it.
+  bool exited = ::ferry::pm::leader_exited(pid);
+  auto t = Tracee::seize(exited ? task_with_memory(pid) : pid);
+  if (!t) return t.error();
+  std::unique_ptr<FrozenProcess> frozen(new FrozenProcess(std::move(t).value(), pid, exited));
   if (Status s = frozen->freeze_threads(checked); !s) return s.error();  // the destructor lets them all go
   return frozen;
 }
@@ -315,8 +312,8 @@ Result<std::unique_ptr<FrozenProcess>> FrozenProcess::freeze(pid_t pid) {
 Status FrozenProcess::freeze_threads(const std::vector<pid_t>& checked) {
   constexpr int kMaxLooks = 50;
   constexpr auto kExitBound = std::chrono::seconds(2);
-  pid_t pid = tracee_->pid();
-  std::set<pid_t> seen{pid};
+  pid_t pid = tgid_;
+  std::set<pid_t> seen{pid, tracee_->pid()};  // an exited leader is no thread to freeze
   std::map<pid_t, Error> exiting;  // could not be seized: exiting (or traced by someone else)
   for (int look = 0; look < kMaxLooks; ++look) {
     bool fresh = false;
@@ -368,7 +365,7 @@ Status FrozenProcess::resume() {
 }
 
 void FrozenProcess::kill() {
-  ::kill(tracee_->pid(), SIGKILL);
+  ::kill(tgid_, SIGKILL);
   for (auto& t : threads_) t->kill();  // as their tracer, wait for each thread's end
   tracee_->kill();
 }
@@ -397,7 +394,7 @@ Status FrozenProcess::hand_over() {
 }
 
 Status FrozenProcess::capture(wire::ProcessImage::Builder image, const CaptureOptions& options) {
-  pid_t pid = tracee_->pid();
+  pid_t pid = tracee_->pid();  // its /proc entries: the process's, even when the leader has exited
   std::vector<Scheduling> sched;  // before SameCpu changes the leader's affinity
   sched.push_back(read_scheduling(pid));
   for (auto& t : threads_) sched.push_back(read_scheduling(t->pid()));
@@ -411,9 +408,10 @@ Status FrozenProcess::capture(wire::ProcessImage::Builder image, const CaptureOp
   if (Status s = check_movable(pid, status.value(), maps.value(), fds.value()); !s) return s;
 
   const size_t page = size_t(sysconf(_SC_PAGESIZE));
-  image.setSourcePid(uint32_t(pid));
+  image.setSourcePid(uint32_t(tgid_));
+  image.setLeaderExited(leader_exited_);
   // One level below ours: a job's own namespace (deeper ones are refused by check_movable).
-  if (auto ns = namespace_pids(pid); ns && ns.value().size() == 2) image.setPidInJob(uint32_t(ns.value()[1]));
+  if (auto ns = namespace_pids(tgid_); ns && ns.value().size() == 2) image.setPidInJob(uint32_t(ns.value()[1]));
   image.setPageSize(uint32_t(page));
   image.setExe(read_link(proc(pid, "exe")));
   std::string cmdline = read_text(proc(pid, "cmdline"));
@@ -572,10 +570,23 @@ Status FrozenProcess::capture(wire::ProcessImage::Builder image, const CaptureOp
     }
   }
 
-  auto threads = image.initThreads(uint32_t(thread_count()));
-  if (Status s = capture_thread(*tracee_, true, syscall_site.value(), sched[0], page, threads[0]); !s) return s;
+  auto threads = image.initThreads(uint32_t(thread_count() + (leader_exited_ ? 1 : 0)));
+  uint32_t next = 0;
+  if (leader_exited_) {
+    // The leader is only its tid and name; the thread that stood in for it is a thread like
+    // the others, and the image's own registers, rseq and signals are no thread's.
+    threads[next].setTid(uint32_t(tgid_));
+    if (auto ns = namespace_pids(tgid_); ns && ns.value().size() == 2) threads[next].setTidInJob(uint32_t(ns.value()[1]));
+    std::string name = read_text(proc(tgid_, "comm"));
+    while (!name.empty() && name.back() == '\n') name.pop_back();
+    threads[next++].setName(name);
+    image.getRseq().setAddress(0);
+    image.getSignals().initPending(0);
+    image.getSignals().setBlocked(~0ull);
+  }
+  if (Status s = capture_thread(*tracee_, !leader_exited_, syscall_site.value(), sched[0], page, threads[next++]); !s) return s;
   for (size_t i = 0; i < threads_.size(); ++i)
-    if (Status s = capture_thread(*threads_[i], false, syscall_site.value(), sched[i + 1], page, threads[uint32_t(i + 1)]); !s)
+    if (Status s = capture_thread(*threads_[i], false, syscall_site.value(), sched[i + 1], page, threads[next++]); !s)
       return s;
 
   auto creds = image.initCreds();

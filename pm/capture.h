@@ -44,7 +44,11 @@ class FrozenProcess {
   // Resumes the process unless kill() was called.
   ~FrozenProcess();
 
-  pid_t pid() const { return tracee_->pid(); }
+  pid_t pid() const { return tgid_; }
+  // Its thread-group leader has called pthread_exit while other threads run (a zombie that
+  // ptrace cannot attach to): the capture goes through its first live thread, the image says
+  // so, and the restore rebuilds the leader only to have it exit again as the process starts.
+  bool leader_exited() const { return leader_exited_; }
 
   // Captures the state (step 2) into `image`; kRefused names what cannot move. After a
   // refusal the process is still frozen: destroy this object to let it run on, untouched.
@@ -72,14 +76,19 @@ class FrozenProcess {
   // This object is inert afterwards.
   Status hand_over();
 
-  Tracee& tracee() { return *tracee_; }  // the thread-group leader's
+  // The thread the capture works through, whose /proc entries show the process's memory and
+  // files: the leader, or its first live thread when the leader has exited.
+  Tracee& tracee() { return *tracee_; }
   size_t thread_count() const { return 1 + threads_.size(); }
 
  private:
-  explicit FrozenProcess(std::unique_ptr<Tracee> t) : tracee_(std::move(t)) {}
+  FrozenProcess(std::unique_ptr<Tracee> t, pid_t tgid, bool leader_exited)
+      : tracee_(std::move(t)), tgid_(tgid), leader_exited_(leader_exited) {}
   Status freeze_threads(const std::vector<pid_t>& checked);  // `checked`: tids seen not stuck, ascending
   std::unique_ptr<Tracee> tracee_;
   std::vector<std::unique_ptr<Tracee>> threads_;  // the others, in tid order
+  pid_t tgid_;
+  bool leader_exited_;
 };
 
 }  // namespace ferry::pm

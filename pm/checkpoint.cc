@@ -50,7 +50,7 @@ Result<CheckpointSummary> write_checkpoint(const fs::path& dir, wire::ProcessIma
   if (image.getCarried().size() > 0) {  // (an empty file when only memfds' sizes are carried)
     int fd = ::open(carried_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return make_error(ErrorCode::kUnavailable, errno_message("create " + carried_tmp.string(), errno));
-    Status s = read_carried(process.pid(), image, [&](uint32_t, uint64_t, std::span<const std::byte> bytes) {
+    Status s = read_carried(process.tracee().pid(), image, [&](uint32_t, uint64_t, std::span<const std::byte> bytes) {
       return write_all(fd, bytes, carried_tmp);
     });
     if (s && ::fsync(fd) != 0) s = make_error(ErrorCode::kUnavailable, errno_message("fsync " + carried_tmp.string(), errno));

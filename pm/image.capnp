@@ -34,6 +34,8 @@ struct ProcessImage {
                                  # extended state, mask, pending signals and rseq are the
                                  # fields above (its entry leaves them empty)
   carried @22 :List(CarriedFile);  # files whose content travels with the job (pm/carried_files.h)
+  leaderExited @23 :Bool;        # its leader had called pthread_exit: threads[0] is only its tid
+                                 # and name; the restore has it exit again as the process starts
 }
 
 # A file whose whole content travels with the job (its bytes beside the image, by index).

@@ -172,6 +172,19 @@ Result<std::vector<OpenFd>> read_fds(pid_t pid) {
   return out;
 }
 
+bool leader_exited(pid_t pid) {
+  std::string stat = read_text("/proc/" + std::to_string(pid) + "/stat");
+  auto close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'Z' && task_ids(pid).size() > 1;
+}
+
+pid_t task_with_memory(pid_t pid) {
+  if (!leader_exited(pid)) return pid;
+  for (pid_t tid : task_ids(pid))
+    if (tid != pid) return tid;
+  return pid;
+}
+
 std::vector<pid_t> task_ids(pid_t pid) {
   std::vector<pid_t> out;
   std::error_code ec;

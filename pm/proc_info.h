@@ -76,6 +76,13 @@ Status parse_fdinfo(std::string_view text, OpenFd& fd);
 
 // The ids of a process's threads (/proc/PID/task), ascending; empty for an unknown pid.
 std::vector<pid_t> task_ids(pid_t pid);
+// Whether `pid` is a thread-group leader that has exited (a zombie) while other threads of its
+// group run: its /proc entries of the process (maps, fd, mem) are then empty, and ptrace
+// cannot attach to it.
+bool leader_exited(pid_t pid);
+// A task of process `pid` whose /proc entries show the process's memory and files: `pid`
+// itself, or, when its leader has exited, its lowest live thread.
+pid_t task_with_memory(pid_t pid);
 
 std::string read_text(const std::string& path);  // "" when unreadable
 std::string read_link(const std::string& path);   // "" when unreadable

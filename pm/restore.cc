@@ -716,8 +716,20 @@ Result<std::unique_ptr<RestoredProcess>> RestoredProcess::build(wire::ProcessIma
   if (!own_site) return fail(own_site.error());
   t.set_syscall_site(own_site.value());
   if (auto r = b.call("unmap the scratch area", SYS_munmap, scratch, kScratchPages * kPage); !r) return fail(r.error());
-  if (Status s = restore_cpu(t, image.getRegs(), image.getXstate(), image.getSignals().getBlocked()); !s)
+  if (image.getLeaderExited()) {
+    // Its leader had called pthread_exit: it calls exit again, first thing, and stays a zombie
+    // while its threads run (every signal blocked: none lands on it meanwhile).
+    auto regs = t.regs();
+    if (!regs) return fail(regs.error());
+    user_regs_struct r = regs.value();
+    r.rip = own_site.value();
+    r.rax = SYS_exit;
+    r.rdi = 0;
+    r.orig_rax = uint64_t(-1);
+    if (Status s = t.set_regs(r); !s) return fail(s.error());
+  } else if (Status s = restore_cpu(t, image.getRegs(), image.getXstate(), image.getSignals().getBlocked()); !s) {
     return fail(s.error());
+  }
   for (size_t i = 0; i < proc->threads_.size(); ++i) {
     auto th = image.getThreads()[uint32_t(i + 1)];
     if (Status s = restore_cpu(*proc->threads_[i], th.getRegs(), th.getXstate(), th.getBlocked()); !s) return fail(s.error());

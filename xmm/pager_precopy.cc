@@ -48,7 +48,10 @@ void Pager::serve_precopy() {
     auto r = req.body<wire::StartPrecopy>();
     pid_t pid = pid_t(r.getPid());
     std::string label = r.getLabel();
+    // A thread's pidfd when the job's leader has exited (PIDFD_THREAD, Linux 6.9): its files
+    // are the process's.
     UniqueFd pidfd(int(::syscall(SYS_pidfd_open, pid, 0)));
+    if (!pidfd) pidfd.reset(int(::syscall(SYS_pidfd_open, pid, O_EXCL /* PIDFD_THREAD */)));
     if (!pidfd) return req.fail(ErrorCode::kNotFound, errno_message("precopy of " + label + ": pid " + std::to_string(pid), errno));
     UniqueFd uffd(int(::syscall(SYS_pidfd_getfd, pidfd.get(), r.getUffdFd(), 0)));
     if (!uffd)

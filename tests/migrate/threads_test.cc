@@ -81,6 +81,15 @@ TEST_F(Threads, AThreadInAnUninterruptibleSleepIsRefusedInBoundedTime) {
   EXPECT_EQ(output(gpid), "waiting\ndone\n");
 }
 
+// A main thread that called pthread_exit while its workers run is alive: the process moves
+// (in every mode), keeps its pid, and its main thread stays a zombie on the destination.
+TEST_F(Threads, AProcessWhoseMainThreadExitedMovesLikeAnyOther) {
+  std::string reference = expect_same_output_after_moves({program("leader_exits"), "256", "60", "80"}, 5,
+                                                         {"", "--eager", "", "--precopy=2", ""}, 300ms);
+  EXPECT_NE(reference.find("round 59: "), std::string::npos) << reference;
+  EXPECT_EQ(reference.find("running"), std::string::npos) << reference;
+}
+
 // Programs of the kinds people run, each moved lazily five times at random moments.
 TEST_F(Threads, OpenMpWithEightThreadsOnTwoGiB) {
   expect_same_output_after_moves({program("omp_rounds"), "2048", "14", "300"}, 5, {""});
