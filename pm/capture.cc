@@ -317,18 +317,30 @@ Status FrozenProcess::freeze_threads(const std::vector<pid_t>& checked) {
   std::map<pid_t, Error> exiting;  // could not be seized: exiting (or traced by someone else)
   for (int look = 0; look < kMaxLooks; ++look) {
     bool fresh = false;
+    size_t first_new = threads_.size();
     for (pid_t tid : task_ids(pid)) {
       if (!seen.insert(tid).second) continue;
       fresh = true;
       if (!std::binary_search(checked.begin(), checked.end(), tid))
         if (Status st = refuse_if_stuck(pid, tid); !st) return st;
-      auto t = Tracee::seize(tid);
+      auto t = Tracee::seize_started(tid);  // all asked to stop, then all waited for
       if (!t) {
         if (t.error().code != ErrorCode::kNotFound && t.error().code != ErrorCode::kUnauthorized) return t.error();
         exiting.emplace(tid, t.error());
         continue;
       }
       threads_.push_back(std::move(t).value());
+    }
+    for (size_t i = first_new; i < threads_.size();) {
+      Status st = threads_[i]->stopped();
+      if (st) {
+        ++i;
+      } else if (st.error().code == ErrorCode::kNotFound) {  // it exited meanwhile
+        exiting.emplace(threads_[i]->pid(), st.error());
+        threads_.erase(threads_.begin() + ptrdiff_t(i));
+      } else {
+        return st;
+      }
     }
     if (fresh) continue;
     // A thread that was exiting still writes its clear_child_tid word and wakes its joiner:

@@ -462,8 +462,10 @@ Status restore_cpu(Tracee& t, capnp::Data::Reader raw, capnp::Data::Reader xs, u
 }
 
 // What a thread has of its own that only it can set (injected in it): rseq (not the leader's:
-// restore_signals_and_rseq did it), alternate stack, robust list, clear_child_tid, name.
-Status restore_thread_extras(Builder& b, wire::Thread::Reader th, bool leader) {
+// restore_signals_and_rseq did it), alternate stack, robust list, clear_child_tid (the leader's
+// only: clone3 sets the others'), name (unless it has the one it was born with, `inherited`).
+// About 50 us an injected call here: each one saved counts per thread.
+Status restore_thread_extras(Builder& b, wire::Thread::Reader th, bool leader, const std::string& inherited = {}) {
   auto rseq = th.getRseq();
   if (!leader && rseq.getAddress() != 0) {
     if (auto r = b.call("rseq", SYS_rseq, rseq.getAddress(), rseq.getLength(), 0, rseq.getSignature()); !r)
@@ -484,8 +486,9 @@ Status restore_thread_extras(Builder& b, wire::Thread::Reader th, bool leader) {
   if (th.getRobustList() != 0)
     if (auto r = b.call("set_robust_list", SYS_set_robust_list, th.getRobustList(), th.getRobustListLength()); !r)
       return r.error();
-  if (auto r = b.call("set_tid_address", SYS_set_tid_address, th.getClearChildTid()); !r) return r.error();
-  if (th.getName().size() > 0) {
+  if (leader)
+    if (auto r = b.call("set_tid_address", SYS_set_tid_address, th.getClearChildTid()); !r) return r.error();
+  if (th.getName().size() > 0 && th.getName() != inherited) {
     auto p = b.put_string(th.getName());
     if (!p) return p.error();
     if (auto r = b.call("name the thread", SYS_prctl, PR_SET_NAME, p.value()); !r) return r.error();
@@ -522,10 +525,10 @@ struct ThreadRestorer {
     for (uint32_t i = 1; i < threads.size(); ++i) {
       auto th = threads[i];
       pid_t want = options.pid == 0 ? 0 : pid_t(options.job ? th.getTidInJob() : th.getTid());
-      auto tid = clone_thread(want);
+      auto tid = clone_thread(want, th.getClearChildTid());
       if (!tid && tid.error().code == ErrorCode::kRefused && !options.job) {
         *tids_kept = false;  // taken on this machine: any tid
-        tid = clone_thread(0);
+        tid = clone_thread(0, th.getClearChildTid());
       }
       if (!tid) return tid.error();
       pid_t host_tid = proc.tracee_->take_new_thread();
@@ -535,21 +538,26 @@ struct ThreadRestorer {
       t.value()->set_syscall_site(proc.tracee_->syscall_site());
       proc.threads_.push_back(std::move(t).value());
       Builder tb(*proc.threads_.back(), b.data_address());
-      if (Status s = restore_thread_extras(tb, th, false); !s) return s;
+      if (Status s = restore_thread_extras(tb, th, false, threads[0].getName()); !s) return s;  // born with the leader's name
       if (Status s = queue_signals(b, self, tid.value(), th.getPending()); !s) return s;
       schedule(host_tid, th);
     }
     return proc.tracee_->set_trace_clone(false);
   }
 
-  // A thread of the leader's group, with tid `want` in the process's namespace (0: any); its
-  // tid there. kRefused when `want` is taken.
-  Result<pid_t> clone_thread(pid_t want) {
+  // A thread of the leader's group, with tid `want` in the process's namespace (0: any) and
+  // its clear_child_tid address (CLONE_CHILD_CLEARTID: no set_tid_address to inject); its tid
+  // there. kRefused when `want` is taken.
+  Result<pid_t> clone_thread(pid_t want, uint64_t clear_child_tid) {
     struct {
       clone_args args;
       pid_t tid;
     } a{};
     a.args.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
+    if (clear_child_tid != 0) {
+      a.args.flags |= CLONE_CHILD_CLEARTID;
+      a.args.child_tid = clear_child_tid;
+    }
     a.tid = want;
     if (want > 0) {  // put() writes at the data address
       a.args.set_tid = b.data_address() + offsetof(decltype(a), tid);

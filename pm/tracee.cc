@@ -27,6 +27,15 @@ Error sys_error(pid_t pid, const std::string& what, int err) {
 }  // namespace
 
 Result<std::unique_ptr<Tracee>> Tracee::seize(pid_t pid, bool kill_with_tracer) {
+  auto t = seize_started(pid, kill_with_tracer);
+  if (!t) return t.error();
+  if (Status s = t.value()->stopped(); !s) return s.error();
+  return t;
+}
+
+Status Tracee::stopped() { return wait_stop("freeze"); }
+
+Result<std::unique_ptr<Tracee>> Tracee::seize_started(pid_t pid, bool kill_with_tracer) {
   if (pid <= 0) return make_error(ErrorCode::kInvalid, "invalid pid " + std::to_string(pid));
   long options = kill_with_tracer ? PTRACE_O_EXITKILL : 0;
   if (::ptrace(PTRACE_SEIZE, pid, nullptr, reinterpret_cast<void*>(options)) != 0) {
@@ -46,7 +55,6 @@ Result<std::unique_ptr<Tracee>> Tracee::seize(pid_t pid, bool kill_with_tracer) 
   std::unique_ptr<Tracee> t(new Tracee(pid, false));
   t->options_ = options;
   if (::ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) != 0) return sys_error(pid, "PTRACE_INTERRUPT", errno);
-  if (Status s = t->wait_stop("freeze"); !s) return s.error();
   return t;
 }
 

@@ -40,6 +40,10 @@ class Tracee {
   // it is blocked in a system call. kNotFound for an unknown pid. With `kill_with_tracer`, the
   // kernel kills the process if this tracer dies (PTRACE_O_EXITKILL): for memory shells.
   static Result<std::unique_ptr<Tracee>> seize(pid_t pid, bool kill_with_tracer = false);
+  // seize() in two halves, so that many threads stop at once: attached and asked to stop,
+  // then (stopped()) waited for. Nothing else may be done with it in between.
+  static Result<std::unique_ptr<Tracee>> seize_started(pid_t pid, bool kill_with_tracer = false);
+  Status stopped();
   // Takes over a child that called PTRACE_TRACEME and then execve(): waits for its exec stop.
   static Result<std::unique_ptr<Tracee>> adopt_exec_stopped_child(pid_t pid);
   // A thread that an injected clone created in a traced process (PTRACE_O_TRACECLONE, see

@@ -223,7 +223,7 @@ void expect_refused(const std::string& what, const std::string& message_part) {
 }
 
 TEST(Refuse, ATcpSocket) { expect_refused("socket", "is a TCP socket"); }
-TEST(Refuse, SharedMemory) { expect_refused("shared", "is MAP_SHARED"); }
+TEST(Refuse, SysVSharedMemory) { expect_refused("sysv", "is MAP_SHARED"); }
 TEST(Refuse, ASocketInAThreadedProcessLeavesEveryThreadRunning) { expect_refused("threads", "is a TCP socket"); }
 
 TEST(Refuse, AnUnknownPid) {

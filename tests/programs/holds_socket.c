@@ -1,11 +1,11 @@
-/* Refusal cases: argv[1] = "socket" (a TCP socket on fd 3+), "shared" (MAP_SHARED anonymous
- * memory) or "threads" (two more threads, and the socket). Prints "ready" and sleeps until
+/* Refusal cases: argv[1] = "socket" (a TCP socket on fd 3+), "sysv" (SysV shared memory) or "threads" (two more threads, and the socket). Prints "ready" and sleeps until
  * killed. */
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,8 +24,10 @@ int main(int argc, char** argv) {
     a.sin_addr.s_addr = htonl(0x7f000001);
     bind(s, (struct sockaddr*)&a, sizeof a);
     listen(s, 1);
-  } else if (!strcmp(what, "shared")) {
-    char* p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  } else if (!strcmp(what, "sysv")) {
+    int id = shmget(IPC_PRIVATE, 1 << 20, IPC_CREAT | 0600);
+    char* p = shmat(id, NULL, 0);
+    shmctl(id, IPC_RMID, NULL);  /* gone once it is detached (at exit) */
     p[0] = 1;
   } else if (!strcmp(what, "threads")) {
     pthread_t t;
