@@ -1,6 +1,9 @@
 #include "pm/capture_checks.h"
 #include "pm/job_namespace.h"
+#include "pm/fifos.h"
 #include "pm/kernel_objects.h"
+#include "pm/posix_timers.h"
+#include "pm/unix_sockets.h"
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
@@ -69,6 +72,9 @@ Status check_movable(pid_t pid, const StatusInfo& status, const std::vector<Vma>
     bool stdio = f.fd <= 2;
     if (f.target.rfind("socket:", 0) == 0) {
       if (stdio) continue;  // stdio is reconnected by whoever restores the process
+      Status pair = check_unix_socket(f, fds);
+      if (pair) continue;  // one end of a pair the process holds: it moves (pm/unix_sockets.h)
+      if (pair.error().code != ErrorCode::kNotFound) return pair;
       return refused(fd + " is a " + socket_kind(pid, f.target) + ": sockets cannot move");
     }
     if (f.target.rfind("pipe:", 0) == 0) {
@@ -77,7 +83,7 @@ Status check_movable(pid_t pid, const StatusInfo& status, const std::vector<Vma>
       continue;
     }
     if (is_kernel_object(f)) {
-      if (Status s = check_kernel_object(f, fds); !s) return s;
+      if (Status s = check_kernel_object(pid, f, fds); !s) return s;
       continue;
     }
     if (f.target.rfind("anon_inode:", 0) == 0) {
@@ -89,9 +95,14 @@ Status check_movable(pid_t pid, const StatusInfo& status, const std::vector<Vma>
       return refused(fd + " refers to a deleted file (" + f.target + ")");
     if (f.target.empty() || f.target.front() != '/')
       return refused(fd + " is " + (f.target.empty() ? std::string("unreadable") : f.target) + ": it cannot move");
+    if (is_fifo(f)) {
+      if (Status s = check_fifo(f, fds); !s) return s;
+      continue;
+    }
     if (!S_ISREG(f.mode) && !S_ISDIR(f.mode) && !S_ISCHR(f.mode))
       return refused(fd + " (" + f.target + ") is neither a regular file, a directory nor a character device");
   }
+  if (Status s = check_posix_timers(pid, status.threads); !s) return s;
   for (const auto& v : maps) {
     bool readonly_file = v.shared && !v.write && v.is_file() && !v.path.empty() && v.path.front() == '/' &&
                          v.path.rfind("/dev/", 0) != 0;
