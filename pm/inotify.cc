@@ -83,7 +83,7 @@ std::string path_by_handle(const Watch& w) {
     std::istringstream f(line);
     std::string id, parent, devno, root, point;
     if (!(f >> id >> parent >> devno >> root >> point) || devno != want) continue;
-    UniqueFd mount(::open(point.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    UniqueFd mount(::open(point.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));  // not O_PATH: EBADF
     if (!mount) continue;
     UniqueFd file(::open_by_handle_at(mount.get(), h, O_PATH | O_CLOEXEC));
     if (!file) continue;

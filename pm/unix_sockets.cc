@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <map>
 
@@ -36,8 +37,17 @@ struct UnixDiag {
   int state = 0;
   uint64_t peer = 0;
   uint8_t shutdown = 0;
-  bool named = false;
+  bool named = false;  // bound to a path or an abstract name of its own choosing
 };
+
+// The abstract name the kernel gives an unbound socket that sends with SO_PASSCRED (autobind):
+// "\0" and five hex digits. The new socket gets another one the same way.
+bool autobound(const char* name, size_t len) {
+  if (len != 6 || name[0] != '\0') return false;
+  for (size_t i = 1; i < len; ++i)
+    if (!std::isxdigit(static_cast<unsigned char>(name[i]))) return false;
+  return true;
+}
 
 // The peer is found with sock_diag (NETLINK_SOCK_DIAG, UNIX_DIAG_PEER), asked for this one
 // inode: /proc/net/unix lists no peers, and the peer's inode is the only thing that tells two
@@ -78,7 +88,7 @@ Result<UnixDiag> unix_diag(uint64_t inode) {
   for (auto* a = reinterpret_cast<rtattr*>(m + 1); RTA_OK(a, left); a = RTA_NEXT(a, left)) {
     if (a->rta_type == UNIX_DIAG_PEER) d.peer = *reinterpret_cast<uint32_t*>(RTA_DATA(a));
     if (a->rta_type == UNIX_DIAG_SHUTDOWN) d.shutdown = *reinterpret_cast<uint8_t*>(RTA_DATA(a));
-    if (a->rta_type == UNIX_DIAG_NAME) d.named = true;
+    if (a->rta_type == UNIX_DIAG_NAME) d.named = !autobound(static_cast<const char*>(RTA_DATA(a)), RTA_PAYLOAD(a));
   }
   return d;
 }
