@@ -2,8 +2,10 @@
  * at both ends by its path and talks to itself through it, as pipe_buffer does through a
  * pipe: each round it writes three messages, sleeps MS ms with them unread (where a freeze
  * lands), then reads them back and prints them. One message stays in it all along (each round
- * reads the previous round's last). At the end it prints the FIFO's mode and removes it. */
+ * reads the previous round's last). At the end it prints the FIFO's mode and removes it. Nothing
+ * to read for 3 s means bytes were lost: it says so and exits 4. */
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -13,6 +15,8 @@
 static int read_exactly(int fd, char* buf, size_t want) {
   size_t got = 0;
   while (got < want) {
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 3000) == 0) return printf("nothing to read for 3 s: lost\n"), -1;
     ssize_t n = read(fd, buf + got, want - got);
     if (n <= 0) return -1;
     got += (size_t)n;

@@ -5,9 +5,11 @@
  * keeps one message in flight all along (it reads the previous round's), so there is always
  * something unread. A fourth pair was shut down for writing at one end at the start: each
  * round shows that its other end still reads end-of-file and that sending on it fails. Flags
- * (O_NONBLOCK, FD_CLOEXEC) and SO_PASSCRED are printed too. */
+ * (O_NONBLOCK, FD_CLOEXEC) and SO_PASSCRED are printed too. Nothing to read for 3 s means
+ * something unread was lost: it says so and exits 1. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,17 +21,25 @@
 static const char* names[3] = {"stream", "dgram", "seqpacket"};
 static const int types[3] = {SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET};
 
+/* Nothing to read for 3 s: what was unread at a move was lost. */
+static void await_data(int fd) {
+  struct pollfd p = {fd, POLLIN, 0};
+  if (poll(&p, 1, 3000) == 0) printf("nothing to read for 3 s on fd %d: lost\n", fd), exit(1);
+}
+
 static int recv_one(int fd, int type, char* buf, size_t want) {
   /* A stream has no boundaries: read exactly the length of the message expected. */
   if (type == SOCK_STREAM) {
     size_t got = 0;
     while (got < want) {
+      await_data(fd);
       ssize_t n = recv(fd, buf + got, want - got, 0);
       if (n <= 0) return -1;
       got += (size_t)n;
     }
     return (int)got;
   }
+  await_data(fd);
   return (int)recv(fd, buf, 256, 0);
 }
 
