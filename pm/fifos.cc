@@ -18,8 +18,12 @@ namespace {
 
 std::string fd_name(int fd) { return "fd " + std::to_string(fd); }
 
-bool reads(uint32_t flags) { return (flags & O_ACCMODE) == O_RDONLY || (flags & O_ACCMODE) == O_RDWR; }
-bool writes(uint32_t flags) { return (flags & O_ACCMODE) == O_WRONLY || (flags & O_ACCMODE) == O_RDWR; }
+bool reads(uint32_t flags) {
+  return (flags & O_ACCMODE) == O_RDONLY || (flags & O_ACCMODE) == O_RDWR;
+}
+bool writes(uint32_t flags) {
+  return (flags & O_ACCMODE) == O_WRONLY || (flags & O_ACCMODE) == O_RDWR;
+}
 
 }  // namespace
 
@@ -32,7 +36,8 @@ Result<std::string> peek_pipe(pid_t pid, int fd) {
   std::string out;
   if (unread <= 0) return out;
   int tmp[2];
-  if (::pipe2(tmp, O_NONBLOCK | O_CLOEXEC) != 0) return make_error(ErrorCode::kUnavailable, errno_message("pipe", errno));
+  if (::pipe2(tmp, O_NONBLOCK | O_CLOEXEC) != 0)
+    return make_error(ErrorCode::kUnavailable, errno_message("pipe", errno));
   UniqueFd tmp_read(tmp[0]), tmp_write(tmp[1]);
   ::fcntl(tmp[1], F_SETPIPE_SZ, unread);  // room for all of it
   ssize_t n = ::tee(src.get(), tmp[1], size_t(unread), SPLICE_F_NONBLOCK);
@@ -42,12 +47,15 @@ Result<std::string> peek_pipe(pid_t pid, int fd) {
     out.resize(r > 0 ? size_t(r) : 0);
   }
   if (out.size() != size_t(unread))
-    return make_error(ErrorCode::kUnavailable, fd_name(fd) + ": could read only " + std::to_string(out.size()) + " of the " +
+    return make_error(ErrorCode::kUnavailable, fd_name(fd) + ": could read only " +
+                                                   std::to_string(out.size()) + " of the " +
                                                    std::to_string(unread) + " bytes in the pipe");
   return out;
 }
 
-bool is_fifo(const OpenFd& f) { return S_ISFIFO(f.mode) && !f.target.empty() && f.target.front() == '/'; }
+bool is_fifo(const OpenFd& f) {
+  return S_ISFIFO(f.mode) && !f.target.empty() && f.target.front() == '/';
+}
 
 Status check_fifo(const OpenFd& f, const std::vector<OpenFd>& fds) {
   bool r = false, w = false;
@@ -57,9 +65,11 @@ Status check_fifo(const OpenFd& f, const std::vector<OpenFd>& fds) {
       w = w || writes(g.flags);
     }
   if (!r || !w)
-    return make_error(ErrorCode::kRefused, fd_name(f.fd) + " is a FIFO (" + f.target + ") this process holds open for " +
-                                               (r ? "reading" : "writing") +
-                                               " only: its other end is another process's; only FIFOs held at both ends move");
+    return make_error(
+        ErrorCode::kRefused,
+        fd_name(f.fd) + " is a FIFO (" + f.target + ") this process holds open for " +
+            (r ? "reading" : "writing") +
+            " only: its other end is another process's; only FIFOs held at both ends move");
   return Status::Ok();
 }
 
@@ -71,7 +81,8 @@ Status capture_fifo(pid_t pid, const OpenFd& f, wire::OpenFile::Builder out) {
   auto unread = peek_pipe(pid, f.fd);
   if (!unread) return unread.error();
   if (!unread.value().empty())
-    out.setUnread(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(unread.value().data()), unread.value().size()));
+    out.setUnread(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(unread.value().data()),
+                                      unread.value().size()));
   return Status::Ok();
 }
 
@@ -84,36 +95,44 @@ Result<long> open_anchor(Builder& b, wire::OpenFile::Reader first) {
   const std::string what = fd_name(first.getFd()) + " (FIFO " + path + ")";
   auto p = b.put_string(path);
   if (!p) return p.error();
-  auto anchor = b.tracee().syscall(SYS_openat, uint64_t(AT_FDCWD), p.value(), O_RDWR | O_NONBLOCK | O_CLOEXEC, 0);
+  auto anchor = b.tracee().syscall(SYS_openat, uint64_t(AT_FDCWD), p.value(),
+                                   O_RDWR | O_NONBLOCK | O_CLOEXEC, 0);
   if (!anchor) return anchor.error();
   if (anchor.value() == -ENOENT) {
-    if (auto r = b.call("mkfifo " + path + " for " + fd_name(first.getFd()), SYS_mknodat, uint64_t(AT_FDCWD), p.value(),
-                        S_IFIFO | first.getFifoMode(), 0);
+    if (auto r = b.call("mkfifo " + path + " for " + fd_name(first.getFd()), SYS_mknodat,
+                        uint64_t(AT_FDCWD), p.value(), S_IFIFO | first.getFifoMode(), 0);
         !r)
       return r.error();
-    auto made = b.call("open " + what, SYS_openat, uint64_t(AT_FDCWD), p.value(), O_RDWR | O_NONBLOCK | O_CLOEXEC, 0);
+    auto made = b.call("open " + what, SYS_openat, uint64_t(AT_FDCWD), p.value(),
+                       O_RDWR | O_NONBLOCK | O_CLOEXEC, 0);
     if (!made) return made.error();
-    (void)b.call("chmod " + path, SYS_fchmod, uint64_t(made.value()), first.getFifoMode());  // past the umask
+    (void)b.call("chmod " + path, SYS_fchmod, uint64_t(made.value()),
+                 first.getFifoMode());  // past the umask
     return made.value();
   }
   if (anchor.value() < 0)
-    return make_error(ErrorCode::kUnavailable, "restore: open " + what + ": " + std::strerror(int(-anchor.value())));
+    return make_error(ErrorCode::kUnavailable,
+                      "restore: open " + what + ": " + std::strerror(int(-anchor.value())));
   return anchor.value();
 }
 
 // Puts the captured bytes in the FIFO behind `anchor`, unless it holds them already.
 Status refill(Builder& b, long anchor, wire::OpenFile::Reader first, capnp::Data::Reader unread) {
-  const std::string what = fd_name(first.getFd()) + " (FIFO " + std::string(first.getPath().cStr()) + ")";
+  const std::string what =
+      fd_name(first.getFd()) + " (FIFO " + std::string(first.getPath().cStr()) + ")";
   pid_t pid = b.tracee().pid();
   struct stat st {};
-  if (::stat(("/proc/" + std::to_string(pid) + "/fd/" + std::to_string(anchor)).c_str(), &st) != 0 || !S_ISFIFO(st.st_mode))
+  if (::stat(("/proc/" + std::to_string(pid) + "/fd/" + std::to_string(anchor)).c_str(), &st) !=
+          0 ||
+      !S_ISFIFO(st.st_mode))
     return make_error(ErrorCode::kRefused, "restore: " + what + " is not a FIFO here");
   auto there = peek_pipe(pid, int(anchor));
   if (!there) return there.error();
   std::string want(reinterpret_cast<const char*>(unread.begin()), unread.size());
   if (there.value() == want) return Status::Ok();  // the same FIFO, still held by the frozen source
   if (!there.value().empty())
-    return make_error(ErrorCode::kRefused, "restore: " + what + " holds " + std::to_string(there.value().size()) +
+    return make_error(ErrorCode::kRefused, "restore: " + what + " holds " +
+                                               std::to_string(there.value().size()) +
                                                " bytes that are not the ones captured");
   (void)b.call("size the FIFO", SYS_fcntl, uint64_t(anchor), F_SETPIPE_SZ, unread.size());
   for (size_t done = 0; done < unread.size();) {
@@ -132,7 +151,8 @@ Status restore_fifo(Builder& b, const std::vector<wire::OpenFile::Reader>& ends,
   if (!opened) return opened.error();
   // Parked above every descriptor the image uses, so that placing an end cannot close it (and
   // the FIFO's bytes with it).
-  auto anchor = b.call("park the FIFO", SYS_fcntl, uint64_t(opened.value()), F_DUPFD_CLOEXEC, uint64_t(highest + 1));
+  auto anchor = b.call("park the FIFO", SYS_fcntl, uint64_t(opened.value()), F_DUPFD_CLOEXEC,
+                       uint64_t(highest + 1));
   (void)b.call("close", SYS_close, uint64_t(opened.value()));
   if (!anchor) return anchor.error();
   Status st = Status::Ok();
@@ -148,14 +168,17 @@ Status restore_fifo(Builder& b, const std::vector<wire::OpenFile::Reader>& ends,
     // O_NONBLOCK: a writer's open would wait for a reader, or fail without one; the anchor is
     // one. The descriptor's own flags are set after.
     uint32_t flags = (f.getFlags() & ~uint32_t(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY)) | O_NONBLOCK;
-    auto opened = b.call("reopen " + fd_name(f.getFd()) + " (FIFO " + path + ")", SYS_openat, uint64_t(AT_FDCWD), p.value(), flags, 0);
+    auto opened = b.call("reopen " + fd_name(f.getFd()) + " (FIFO " + path + ")", SYS_openat,
+                         uint64_t(AT_FDCWD), p.value(), flags, 0);
     if (!opened) {
       st = opened.error();
       break;
     }
     st = b.move_fd(opened.value(), f.getFd(), f.getFlags() & O_CLOEXEC, path);
     if (st)
-      if (auto r = b.call("flags of " + fd_name(f.getFd()), SYS_fcntl, uint64_t(f.getFd()), F_SETFL, f.getFlags()); !r)
+      if (auto r = b.call("flags of " + fd_name(f.getFd()), SYS_fcntl, uint64_t(f.getFd()), F_SETFL,
+                          f.getFlags());
+          !r)
         st = r.error();
   }
   (void)b.call("close", SYS_close, uint64_t(anchor.value()));

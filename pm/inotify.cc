@@ -44,16 +44,23 @@ std::vector<Watch> parse_watches(const std::string& info) {
       auto colon = word.find(':');
       if (colon == std::string::npos) continue;
       std::string key = word.substr(0, colon), value = word.substr(colon + 1);
-      if (key == "wd") w.wd = std::atoi(value.c_str());
-      else if (key == "ino") w.inode = std::strtoull(value.c_str(), nullptr, 16);
-      else if (key == "sdev") sdev = std::strtoull(value.c_str(), nullptr, 16);
-      else if (key == "mask") w.mask = uint32_t(std::strtoul(value.c_str(), nullptr, 16));
-      else if (key == "fhandle-type") w.handle_type = std::atoi(value.c_str());
+      if (key == "wd")
+        w.wd = std::atoi(value.c_str());
+      else if (key == "ino")
+        w.inode = std::strtoull(value.c_str(), nullptr, 16);
+      else if (key == "sdev")
+        sdev = std::strtoull(value.c_str(), nullptr, 16);
+      else if (key == "mask")
+        w.mask = uint32_t(std::strtoul(value.c_str(), nullptr, 16));
+      else if (key == "fhandle-type")
+        w.handle_type = std::atoi(value.c_str());
       else if (key == "f_handle")
         for (size_t i = 0; i + 1 < value.size(); i += 2)
-          w.handle.push_back(static_cast<unsigned char>(std::strtoul(value.substr(i, 2).c_str(), nullptr, 16)));
+          w.handle.push_back(
+              static_cast<unsigned char>(std::strtoul(value.substr(i, 2).c_str(), nullptr, 16)));
     }
-    w.dev = makedev(unsigned(sdev >> 20), unsigned(sdev & 0xfffff));  // the kernel's dev_t: 12 bits major, 20 minor
+    w.dev = makedev(unsigned(sdev >> 20),
+                    unsigned(sdev & 0xfffff));  // the kernel's dev_t: 12 bits major, 20 minor
     out.push_back(std::move(w));
   }
   std::sort(out.begin(), out.end(), [](const Watch& a, const Watch& b) { return a.wd < b.wd; });
@@ -63,7 +70,8 @@ std::vector<Watch> parse_watches(const std::string& info) {
 // Whether `path`, in the process's view of the file system, is the watched inode.
 bool is_watched(pid_t pid, const std::string& path, const Watch& w) {
   struct stat st {};
-  return !path.empty() && ::stat(("/proc/" + std::to_string(pid) + "/root" + path).c_str(), &st) == 0 &&
+  return !path.empty() &&
+         ::stat(("/proc/" + std::to_string(pid) + "/root" + path).c_str(), &st) == 0 &&
          st.st_ino == w.inode && st.st_dev == w.dev;
 }
 
@@ -104,12 +112,14 @@ std::string path_by_search(pid_t pid, const Watch& w) {
   for (size_t i = 0, n = candidates.size(); i < n; ++i) {
     if (is_watched(pid, candidates[i], w)) return candidates[i];
     std::string dir = candidates[i];
-    if (auto slash = dir.rfind('/'); slash != std::string::npos) candidates.push_back(slash == 0 ? "/" : dir.substr(0, slash));
+    if (auto slash = dir.rfind('/'); slash != std::string::npos)
+      candidates.push_back(slash == 0 ? "/" : dir.substr(0, slash));
   }
   for (const auto& c : candidates) {
     if (is_watched(pid, c, w)) return c;
     std::error_code ec;
-    for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/root" + c, ec)) {
+    for (const auto& e :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/root" + c, ec)) {
       std::string path = (c == "/" ? "" : c) + "/" + e.path().filename().string();
       if (is_watched(pid, path, w)) return path;
     }
@@ -128,9 +138,10 @@ Status capture_inotify(pid_t pid, const OpenFd& f, wire::KernelObject::Builder* 
     std::string path = path_by_handle(w);
     if (!is_watched(pid, path, w)) path = path_by_search(pid, w);
     if (path.empty())
-      return make_error(ErrorCode::kRefused, fd_name(f.fd) + " is an inotify instance whose watch " + std::to_string(w.wd) +
-                                                 " is on an inode (" + std::to_string(w.inode) +
-                                                 ") whose path cannot be found: it cannot move");
+      return make_error(ErrorCode::kRefused,
+                        fd_name(f.fd) + " is an inotify instance whose watch " +
+                            std::to_string(w.wd) + " is on an inode (" + std::to_string(w.inode) +
+                            ") whose path cannot be found: it cannot move");
     paths.push_back(path);
   }
   if (!out) return Status::Ok();
@@ -154,14 +165,16 @@ Status restore_inotify(Builder& b, wire::OpenFile::Reader f) {
     auto p = b.put_string(path);
     if (!p) return p.error();
     for (int skipped = 0;; ++skipped) {
-      auto got = b.call(what + " watches " + path, SYS_inotify_add_watch, fd, p.value(), w.getMask());
+      auto got =
+          b.call(what + " watches " + path, SYS_inotify_add_watch, fd, p.value(), w.getMask());
       if (!got) return got.error();
       if (got.value() == w.getWd()) break;
       if (got.value() > w.getWd() || skipped > kMostSkipped)
-        return make_error(ErrorCode::kUnavailable, "restore: " + what + ": the watch on " + path + " came back as " +
-                                                       std::to_string(got.value()) + ", not " + std::to_string(w.getWd()));
-      if (auto r = b.call(what + " gives back watch " + std::to_string(got.value()), SYS_inotify_rm_watch, fd,
-                          uint64_t(got.value()));
+        return make_error(ErrorCode::kUnavailable,
+                          "restore: " + what + ": the watch on " + path + " came back as " +
+                              std::to_string(got.value()) + ", not " + std::to_string(w.getWd()));
+      if (auto r = b.call(what + " gives back watch " + std::to_string(got.value()),
+                          SYS_inotify_rm_watch, fd, uint64_t(got.value()));
           !r)
         return r.error();
     }

@@ -53,9 +53,12 @@ std::vector<ProcTimer> parse_timers(const std::string& text) {
         out.back().value = std::strtoull(line.c_str() + slash + 1, nullptr, 16);
     } else if (line.rfind("notify: ", 0) == 0) {
       std::string how = line.substr(8);
-      out.back().notify = how.rfind("none", 0) == 0 ? SIGEV_NONE : how.rfind("thread", 0) == 0 ? SIGEV_THREAD : SIGEV_SIGNAL;
+      out.back().notify = how.rfind("none", 0) == 0     ? SIGEV_NONE
+                          : how.rfind("thread", 0) == 0 ? SIGEV_THREAD
+                                                        : SIGEV_SIGNAL;
       if (how.find("/tid.") != std::string::npos) out.back().notify |= kSigevThreadId;
-      if (auto dot = how.find('.'); dot != std::string::npos) out.back().target = std::atoi(how.c_str() + dot + 1);
+      if (auto dot = how.find('.'); dot != std::string::npos)
+        out.back().target = std::atoi(how.c_str() + dot + 1);
     } else if (line.rfind("ClockID: ", 0) == 0) {
       out.back().clock = std::atoi(line.c_str() + 9);
     }
@@ -83,11 +86,15 @@ bool has_timer_signal(capnp::List<capnp::Data>::Reader infos, int id) {
 Status check_posix_timers(pid_t pid, int threads) {
   for (const auto& t : parse_timers(read_text("/proc/" + std::to_string(pid) + "/timers"))) {
     if (t.clock < 0)
-      return make_error(ErrorCode::kRefused, timer_name(t.id) + " counts another process's or thread's CPU time (clock " +
-                                                 std::to_string(t.clock) + "): it cannot move");
+      return make_error(ErrorCode::kRefused,
+                        timer_name(t.id) +
+                            " counts another process's or thread's CPU time (clock " +
+                            std::to_string(t.clock) + "): it cannot move");
     if (t.clock == CLOCK_THREAD_CPUTIME_ID && threads > 1)
-      return make_error(ErrorCode::kRefused, timer_name(t.id) +
-                                                 " counts a thread's CPU time in a process of several threads: it cannot move");
+      return make_error(
+          ErrorCode::kRefused,
+          timer_name(t.id) +
+              " counts a thread's CPU time in a process of several threads: it cannot move");
   }
   return Status::Ok();
 }
@@ -115,15 +122,18 @@ Status capture_posix_timers(Tracee& leader, uint64_t scratch, wire::ProcessImage
           waits = waits || has_timer_signal(threads[k].getPending(), t.id);
         }
       if (!found)
-        return make_error(ErrorCode::kRefused, timer_name(t.id) + " signals thread " + std::to_string(t.target) +
-                                                   ", which is not one of the process's: it cannot move");
+        return make_error(ErrorCode::kRefused,
+                          timer_name(t.id) + " signals thread " + std::to_string(t.target) +
+                              ", which is not one of the process's: it cannot move");
     }
     auto rc = leader.syscall(SYS_timer_gettime, uint64_t(t.id), scratch);
     if (!rc) return rc.error();
     if (rc.value() != 0)
-      return make_error(ErrorCode::kUnavailable, "timer_gettime of " + timer_name(t.id) + ": " + std::strerror(int(-rc.value())));
+      return make_error(ErrorCode::kUnavailable, "timer_gettime of " + timer_name(t.id) + ": " +
+                                                     std::strerror(int(-rc.value())));
     itimerspec spec{};
-    if (Status s = leader.read_memory(scratch, std::as_writable_bytes(std::span(&spec, 1))); !s) return s;
+    if (Status s = leader.read_memory(scratch, std::as_writable_bytes(std::span(&spec, 1))); !s)
+      return s;
     auto overrun = leader.syscall(SYS_timer_getoverrun, uint64_t(t.id));
     if (!overrun) return overrun.error();
     // A periodic timer whose signal waits undelivered is re-armed by the kernel when the signal
@@ -139,11 +149,13 @@ Status capture_posix_timers(Tracee& leader, uint64_t scratch, wire::ProcessImage
   return Status::Ok();
 }
 
-Status restore_posix_timers(Builder& b, wire::ProcessImage::Reader image, const std::vector<pid_t>& tids) {
+Status restore_posix_timers(Builder& b, wire::ProcessImage::Reader image,
+                            const std::vector<pid_t>& tids) {
   auto timers = image.getPosixTimers();
   if (timers.size() == 0) return Status::Ok();
-  if (auto r = b.call("prctl(PR_TIMER_CREATE_RESTORE_IDS): POSIX timers cannot keep their ids on this kernel", SYS_prctl,
-                      PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_ON, 0, 0, 0);
+  if (auto r = b.call(
+          "prctl(PR_TIMER_CREATE_RESTORE_IDS): POSIX timers cannot keep their ids on this kernel",
+          SYS_prctl, PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_ON, 0, 0, 0);
       !r)
     return r.error();
   Status st = Status::Ok();
@@ -163,7 +175,8 @@ Status restore_posix_timers(Builder& b, wire::ProcessImage::Reader image, const 
     args.notify = t.getNotify();
     if (t.getNotify() & kSigevThreadId) {
       if (t.getThread() >= tids.size()) {
-        st = make_error(ErrorCode::kInvalid, "restore: " + what + " signals a thread the image lacks");
+        st = make_error(ErrorCode::kInvalid,
+                        "restore: " + what + " signals a thread the image lacks");
         break;
       }
       args.tid = tids[t.getThread()];
@@ -171,7 +184,8 @@ Status restore_posix_timers(Builder& b, wire::ProcessImage::Reader image, const 
     args.id = t.getId();
     auto p = b.put(&args, sizeof args);
     if (!p) return p.error();
-    auto r = b.call("create " + what, SYS_timer_create, uint64_t(t.getClock()), p.value(), p.value() + offsetof(decltype(args), id));
+    auto r = b.call("create " + what, SYS_timer_create, uint64_t(t.getClock()), p.value(),
+                    p.value() + offsetof(decltype(args), id));
     if (!r) {
       st = r.error();
       break;
@@ -180,7 +194,8 @@ Status restore_posix_timers(Builder& b, wire::ProcessImage::Reader image, const 
     itimerspec spec{from_ns(t.getIntervalNs()), from_ns(t.getRemainingNs())};
     auto s = b.put(&spec, sizeof spec);
     if (!s) return s.error();
-    if (auto armed = b.call("arm " + what, SYS_timer_settime, uint64_t(t.getId()), 0, s.value(), 0); !armed) {
+    if (auto armed = b.call("arm " + what, SYS_timer_settime, uint64_t(t.getId()), 0, s.value(), 0);
+        !armed) {
       st = armed.error();
       break;
     }

@@ -38,6 +38,7 @@ Status capture_posix_timers(Tracee& leader, uint64_t scratch, wire::ProcessImage
 // overrun count of the last signal taken (what timer_getoverrun returns) starts again at 0:
 // the kernel offers no way to set it; a timer signal that waited moves with its siginfo,
 // si_overrun included, as any pending signal does.
-Status restore_posix_timers(Builder& b, wire::ProcessImage::Reader image, const std::vector<pid_t>& tids);
+Status restore_posix_timers(Builder& b, wire::ProcessImage::Reader image,
+                            const std::vector<pid_t>& tids);
 
 }  // namespace ferry::pm

@@ -74,7 +74,8 @@ Result<UnixDiag> unix_diag(uint64_t inode) {
   ssize_t n = ::recv(nl.get(), buf, sizeof buf, 0);
   if (n < 0) return make_error(ErrorCode::kUnavailable, errno_message("sock_diag answer", errno));
   auto* h = reinterpret_cast<nlmsghdr*>(buf);
-  if (!NLMSG_OK(h, uint32_t(n))) return make_error(ErrorCode::kUnavailable, "sock_diag: a short answer");
+  if (!NLMSG_OK(h, uint32_t(n)))
+    return make_error(ErrorCode::kUnavailable, "sock_diag: a short answer");
   if (h->nlmsg_type == NLMSG_ERROR) {
     int err = -reinterpret_cast<nlmsgerr*>(NLMSG_DATA(h))->error;
     if (err == ENOENT) return make_error(ErrorCode::kNotFound, "not a unix socket");
@@ -88,13 +89,17 @@ Result<UnixDiag> unix_diag(uint64_t inode) {
   for (auto* a = reinterpret_cast<rtattr*>(m + 1); RTA_OK(a, left); a = RTA_NEXT(a, left)) {
     if (a->rta_type == UNIX_DIAG_PEER) d.peer = *reinterpret_cast<uint32_t*>(RTA_DATA(a));
     if (a->rta_type == UNIX_DIAG_SHUTDOWN) d.shutdown = *reinterpret_cast<uint8_t*>(RTA_DATA(a));
-    if (a->rta_type == UNIX_DIAG_NAME) d.named = !autobound(static_cast<const char*>(RTA_DATA(a)), RTA_PAYLOAD(a));
+    if (a->rta_type == UNIX_DIAG_NAME)
+      d.named = !autobound(static_cast<const char*>(RTA_DATA(a)), RTA_PAYLOAD(a));
   }
   return d;
 }
 
 std::string type_name(int type) {
-  return type == SOCK_STREAM ? "stream" : type == SOCK_DGRAM ? "datagram" : type == SOCK_SEQPACKET ? "seqpacket" : "unknown";
+  return type == SOCK_STREAM      ? "stream"
+         : type == SOCK_DGRAM     ? "datagram"
+         : type == SOCK_SEQPACKET ? "seqpacket"
+                                  : "unknown";
 }
 
 constexpr size_t kLargestMessage = 1 << 20;
@@ -124,7 +129,8 @@ Status peek_queue(int s, int type, const std::string& what, wire::UnixSocket::Bu
     int flags = MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC | (type == SOCK_STREAM ? 0 : MSG_TRUNC);
     ssize_t n = ::recvmsg(s, &m, flags);
     if (n < 0) {
-      if (errno != EAGAIN) result = make_error(ErrorCode::kUnavailable, errno_message(what + ": peek", errno));
+      if (errno != EAGAIN)
+        result = make_error(ErrorCode::kUnavailable, errno_message(what + ": peek", errno));
       break;
     }
     bool fds = false;
@@ -132,22 +138,26 @@ Status peek_queue(int s, int type, const std::string& what, wire::UnixSocket::Bu
       if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
         fds = true;
         int count = int((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-        for (int i = 0; i < count; ++i) ::close(reinterpret_cast<int*>(CMSG_DATA(c))[i]);  // our copies
+        for (int i = 0; i < count; ++i)
+          ::close(reinterpret_cast<int*>(CMSG_DATA(c))[i]);  // our copies
       }
     if (fds || (m.msg_flags & MSG_CTRUNC)) {
-      result = make_error(ErrorCode::kRefused, what + " has descriptors in flight (SCM_RIGHTS) unread: it cannot move");
+      result = make_error(ErrorCode::kRefused,
+                          what + " has descriptors in flight (SCM_RIGHTS) unread: it cannot move");
       break;
     }
     if (size_t(n) > buf.size()) {
-      result = make_error(ErrorCode::kRefused, what + " holds a message of " + std::to_string(n) +
-                                                   " bytes unread, larger than " + std::to_string(kLargestMessage) +
-                                                   ": it cannot move");
+      result =
+          make_error(ErrorCode::kRefused, what + " holds a message of " + std::to_string(n) +
+                                              " bytes unread, larger than " +
+                                              std::to_string(kLargestMessage) + ": it cannot move");
       break;
     }
     if (n == 0 && type == SOCK_STREAM) break;  // the writer has shut down: no more
     queue.emplace_back(buf.data(), size_t(n));
     if (queue.size() > 100000) {
-      result = make_error(ErrorCode::kRefused, what + " holds over 100000 messages unread: it cannot move");
+      result = make_error(ErrorCode::kRefused,
+                          what + " holds over 100000 messages unread: it cannot move");
       break;
     }
   }
@@ -158,12 +168,14 @@ Status peek_queue(int s, int type, const std::string& what, wire::UnixSocket::Bu
     size_t got = 0;
     for (const auto& q : queue) got += q.size();
     if (::ioctl(s, FIONREAD, &inq) == 0 && size_t(inq) != got)
-      return make_error(ErrorCode::kUnavailable, what + ": could peek only " + std::to_string(got) + " of the " +
-                                                     std::to_string(inq) + " bytes unread");
+      return make_error(ErrorCode::kUnavailable, what + ": could peek only " + std::to_string(got) +
+                                                     " of the " + std::to_string(inq) +
+                                                     " bytes unread");
   }
   auto l = out.initQueue(uint32_t(queue.size()));
   for (uint32_t i = 0; i < queue.size(); ++i)
-    l.set(i, capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(queue[i].data()), queue[i].size()));
+    l.set(i, capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(queue[i].data()),
+                                 queue[i].size()));
   return Status::Ok();
 }
 
@@ -175,20 +187,26 @@ Status check_unix_socket(const OpenFd& f, const std::vector<OpenFd>& fds) {
   std::string what = fd_name(f.fd) + " is a unix socket";
   bool peer_held = false;
   for (const auto& g : fds)
-    if (g.fd > 2 && d.value().peer != 0 && socket_inode(g.target) == d.value().peer) peer_held = true;
+    if (g.fd > 2 && d.value().peer != 0 && socket_inode(g.target) == d.value().peer)
+      peer_held = true;
   if (!peer_held || d.value().state != 1 /* TCP_ESTABLISHED */)
-    return make_error(ErrorCode::kRefused, what + (d.value().peer == 0 ? " with no peer (listening, bound or unconnected)"
-                                                                       : " whose peer is not held by this process") +
-                                               ": sockets cannot move");
+    return make_error(ErrorCode::kRefused,
+                      what +
+                          (d.value().peer == 0 ? " with no peer (listening, bound or unconnected)"
+                                               : " whose peer is not held by this process") +
+                          ": sockets cannot move");
   auto peer = unix_diag(d.value().peer);
   if (!peer) return peer.error();
   if (peer.value().peer != socket_inode(f.target))
-    return make_error(ErrorCode::kRefused, what + " whose peer is connected to another socket: sockets cannot move");
+    return make_error(ErrorCode::kRefused,
+                      what + " whose peer is connected to another socket: sockets cannot move");
   if (d.value().named || peer.value().named)
-    return make_error(ErrorCode::kRefused, what + " bound to a name: only unnamed pairs (socketpair) move");
+    return make_error(ErrorCode::kRefused,
+                      what + " bound to a name: only unnamed pairs (socketpair) move");
   int type = d.value().type;
   if (type != SOCK_STREAM && type != SOCK_DGRAM && type != SOCK_SEQPACKET)
-    return make_error(ErrorCode::kRefused, what + " of type " + std::to_string(type) + ": it cannot move");
+    return make_error(ErrorCode::kRefused,
+                      what + " of type " + std::to_string(type) + ": it cannot move");
   return Status::Ok();
 }
 
@@ -203,12 +221,15 @@ Status capture_unix_socket(pid_t pid, const OpenFd& f, wire::OpenFile::Builder o
   s.setType(d.value().type);
   s.setShutdown(d.value().shutdown);
   UniqueFd pidfd(int(::syscall(SYS_pidfd_open, pid, 0)));
-  if (!pidfd) return make_error(ErrorCode::kUnavailable, errno_message(what + ": pidfd_open", errno));
+  if (!pidfd)
+    return make_error(ErrorCode::kUnavailable, errno_message(what + ": pidfd_open", errno));
   UniqueFd copy(int(::syscall(SYS_pidfd_getfd, pidfd.get(), f.fd, 0)));
-  if (!copy) return make_error(ErrorCode::kUnavailable, errno_message(what + ": pidfd_getfd", errno));
+  if (!copy)
+    return make_error(ErrorCode::kUnavailable, errno_message(what + ": pidfd_getfd", errno));
   int passcred = 0;
   socklen_t len = sizeof passcred;
-  if (::getsockopt(copy.get(), SOL_SOCKET, SO_PASSCRED, &passcred, &len) == 0) s.setPassCred(passcred != 0);
+  if (::getsockopt(copy.get(), SOL_SOCKET, SO_PASSCRED, &passcred, &len) == 0)
+    s.setPassCred(passcred != 0);
   return peek_queue(copy.get(), d.value().type, what, s);
 }
 
@@ -228,13 +249,14 @@ class Staging {
       if (big_) (void)b_.call("unmap the staging area", SYS_munmap, big_, big_size_);
       big_ = 0;
       uint64_t size = (bytes.size() + kPage - 1) & ~(kPage - 1);
-      auto m = b_.call("map a staging area", SYS_mmap, 0, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                       uint64_t(-1), 0);
+      auto m = b_.call("map a staging area", SYS_mmap, 0, size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, uint64_t(-1), 0);
       if (!m) return m.error();
       big_ = uint64_t(m.value());
       big_size_ = size;
     }
-    if (Status s = b_.tracee().write_memory(big_, std::span(reinterpret_cast<const std::byte*>(bytes.begin()), bytes.size()));
+    if (Status s = b_.tracee().write_memory(
+            big_, std::span(reinterpret_cast<const std::byte*>(bytes.begin()), bytes.size()));
         !s)
       return s.error();
     return big_;
@@ -246,7 +268,8 @@ class Staging {
 };
 
 // Sends `queue` (what waited at the other end) from `from` into the new pair.
-Status refill(Builder& b, Staging& staging, long from, int type, capnp::List<capnp::Data>::Reader queue, const std::string& what) {
+Status refill(Builder& b, Staging& staging, long from, int type,
+              capnp::List<capnp::Data>::Reader queue, const std::string& what) {
   for (auto m : queue) {
     // A stream's bytes may go in pieces; a message goes whole.
     size_t step = type == SOCK_STREAM ? (kScratchPages - 1) * kPage : m.size();
@@ -271,25 +294,32 @@ Status restore_unix_sockets(Builder& b, wire::ProcessImage::Reader image) {
   for (auto f : image.getFiles()) highest = std::max(highest, int(f.getFd()));
   std::map<uint64_t, std::vector<wire::OpenFile::Reader>> ends;  // by inode
   for (auto f : image.getFiles())
-    if (f.getKind() == wire::OpenFile::Kind::UNIX_SOCKET) ends[f.getSocket().getInode()].push_back(f);
+    if (f.getKind() == wire::OpenFile::Kind::UNIX_SOCKET)
+      ends[f.getSocket().getInode()].push_back(f);
   Staging staging(b);
   for (auto& [inode, mine] : ends) {
     auto s = mine.front().getSocket();
     if (inode > s.getPeer()) continue;  // the pair is made from its lower inode
     auto theirs = ends.find(s.getPeer());
     if (theirs == ends.end())
-      return make_error(ErrorCode::kInvalid, "restore: " + fd_name(mine.front().getFd()) + ": the image lacks its peer");
-    const std::string what = fd_name(mine.front().getFd()) + " (a unix " + type_name(s.getType()) + " socket)";
+      return make_error(ErrorCode::kInvalid,
+                        "restore: " + fd_name(mine.front().getFd()) + ": the image lacks its peer");
+    const std::string what =
+        fd_name(mine.front().getFd()) + " (a unix " + type_name(s.getType()) + " socket)";
     int fds[2] = {-1, -1};
     auto p = b.put(fds, sizeof fds);
     if (!p) return p.error();
-    if (auto r = b.call("socketpair for " + what, SYS_socketpair, AF_UNIX, uint64_t(s.getType()) | SOCK_CLOEXEC, 0, p.value()); !r)
+    if (auto r = b.call("socketpair for " + what, SYS_socketpair, AF_UNIX,
+                        uint64_t(s.getType()) | SOCK_CLOEXEC, 0, p.value());
+        !r)
       return r.error();
-    if (Status st = b.tracee().read_memory(p.value(), std::as_writable_bytes(std::span(fds))); !st) return st;
+    if (Status st = b.tracee().read_memory(p.value(), std::as_writable_bytes(std::span(fds))); !st)
+      return st;
     // Parked above every descriptor the image uses, so no dup3 below hits one of them.
     long parked[2];
     for (int i = 0; i < 2; ++i) {
-      auto d = b.call("park a socket end", SYS_fcntl, uint64_t(fds[i]), F_DUPFD_CLOEXEC, uint64_t(highest + 1));
+      auto d = b.call("park a socket end", SYS_fcntl, uint64_t(fds[i]), F_DUPFD_CLOEXEC,
+                      uint64_t(highest + 1));
       (void)b.call("close", SYS_close, uint64_t(fds[i]));
       if (!d) return d.error();
       parked[i] = d.value();
@@ -302,8 +332,8 @@ Status restore_unix_sockets(Builder& b, wire::ProcessImage::Reader image) {
         int one = 1;
         auto v = b.put(&one, sizeof one);
         if (!v) return v.error();
-        if (auto r = b.call("SO_PASSCRED on " + what, SYS_setsockopt, uint64_t(parked[i]), SOL_SOCKET, SO_PASSCRED, v.value(),
-                            sizeof one);
+        if (auto r = b.call("SO_PASSCRED on " + what, SYS_setsockopt, uint64_t(parked[i]),
+                            SOL_SOCKET, SO_PASSCRED, v.value(), sizeof one);
             !r)
           st = r.error();
       }
@@ -316,18 +346,21 @@ Status restore_unix_sockets(Builder& b, wire::ProcessImage::Reader image) {
       uint8_t down = side[i]->front().getSocket().getShutdown();  // RCV_SHUTDOWN 1, SEND_SHUTDOWN 2
       if (down == 0) continue;
       int how = down == 3 ? SHUT_RDWR : down == 1 ? SHUT_RD : SHUT_WR;
-      if (auto r = b.call("shut " + fd_name(side[i]->front().getFd()) + " down", SYS_shutdown, uint64_t(parked[i]), uint64_t(how)); !r)
+      if (auto r = b.call("shut " + fd_name(side[i]->front().getFd()) + " down", SYS_shutdown,
+                          uint64_t(parked[i]), uint64_t(how));
+          !r)
         st = r.error();
     }
     for (int i = 0; i < 2 && st; ++i)
       for (auto f : *side[i]) {
-        auto d = b.call("unix socket " + fd_name(f.getFd()), SYS_dup3, uint64_t(parked[i]), uint64_t(f.getFd()),
-                        (f.getFlags() & O_CLOEXEC) ? O_CLOEXEC : 0);
+        auto d = b.call("unix socket " + fd_name(f.getFd()), SYS_dup3, uint64_t(parked[i]),
+                        uint64_t(f.getFd()), (f.getFlags() & O_CLOEXEC) ? O_CLOEXEC : 0);
         if (!d) {
           st = d.error();
           break;
         }
-        if (f.getFlags() & O_NONBLOCK) (void)b.call("fcntl", SYS_fcntl, uint64_t(f.getFd()), F_SETFL, O_NONBLOCK);
+        if (f.getFlags() & O_NONBLOCK)
+          (void)b.call("fcntl", SYS_fcntl, uint64_t(f.getFd()), F_SETFL, O_NONBLOCK);
       }
     (void)b.call("close", SYS_close, uint64_t(parked[0]));
     (void)b.call("close", SYS_close, uint64_t(parked[1]));
