@@ -51,10 +51,13 @@ TEST_F(Objects, AnIntervalTimerWhoseSignalWaitsUndeliveredKeepsFiring) {
   expect_same_output_after_moves({program("alarm_ticks"), "100", "50"}, 5, {"", "--eager"});
 }
 
+// Seven moves, five of them lazy, one eager and one after a precopy.
+const std::vector<std::string> kFiveLazyOfSeven{"", "", "--eager", "", "", "--precopy=2", ""};
+
 // Unix socket pairs of each type, with messages unread in both directions, a shut-down pair,
 // flags and SO_PASSCRED (pm/unix_sockets.h).
 TEST_F(Objects, UnixSocketPairsKeepWhatIsUnreadAcrossMoves) {
-  std::string reference = expect_same_output_after_moves({program("socket_pairs"), "150", "20"}, 5, {""});
+  std::string reference = expect_same_output_after_moves({program("socket_pairs"), "250", "20"}, 7, kFiveLazyOfSeven);
   EXPECT_NE(reference.find("seqpacket passcred 1, shut down pair holds 'words', send there: Broken pipe"), std::string::npos)
       << reference;
 }
@@ -62,7 +65,7 @@ TEST_F(Objects, UnixSocketPairsKeepWhatIsUnreadAcrossMoves) {
 // A FIFO opened by its path at both ends, with bytes in it all along (pm/fifos.h).
 TEST_F(Objects, AFifoKeepsItsBytesAcrossMoves) {
   std::string path = "/tmp/ferry-objects-fifo-" + std::to_string(getpid());
-  std::string reference = expect_same_output_after_moves({program("fifo_buffer"), path, "150", "20"}, 5, {""});
+  std::string reference = expect_same_output_after_moves({program("fifo_buffer"), path, "250", "20"}, 7, kFiveLazyOfSeven);
   EXPECT_NE(reference.find("fifo mode 640, reader flags 0, writer cloexec 1"), std::string::npos) << reference;
 }
 
@@ -70,14 +73,14 @@ TEST_F(Objects, AFifoKeepsItsBytesAcrossMoves) {
 // creates after each move (pm/inotify.h).
 TEST_F(Objects, InotifyWatchesKeepTheirNumbersAndSeeNewFiles) {
   std::string dir = "/tmp/ferry-objects-inotify-" + std::to_string(getpid());
-  std::string reference = expect_same_output_after_moves({program("inotify_watch"), dir, "150", "20"}, 5, {""});
+  std::string reference = expect_same_output_after_moves({program("inotify_watch"), dir, "250", "20"}, 7, kFiveLazyOfSeven);
   EXPECT_NE(reference.find("watches 1 and 3 (2 given back)"), std::string::npos) << reference;
 }
 
 // POSIX timers of every notification keep their ids, values, threads and periods; overruns go
 // on being counted (pm/posix_timers.h).
 TEST_F(Objects, PosixTimersKeepTheirIdsAndTicks) {
-  std::string reference = expect_same_output_after_moves({program("posix_timers"), "120"}, 5, {""});
+  std::string reference = expect_same_output_after_moves({program("posix_timers"), "160"}, 7, kFiveLazyOfSeven);
   EXPECT_NE(reference.find("A: ticks ok, overruns counted: yes; B: ticks ok, all to its thread with its value: yes; D: ticks ok"),
             std::string::npos)
       << reference;
