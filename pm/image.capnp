@@ -170,6 +170,10 @@ struct UnixSocket {
                                  # per datagram or record; a stream's bytes in one or more)
   passCred @4 :Bool;             # SO_PASSCRED
   shutdown @5 :UInt8;            # its sk_shutdown: 1 receive, 2 send (RCV_, SEND_SHUTDOWN)
+  receiveTimeoutUs @6 :UInt64;   # SO_RCVTIMEO (0: none)
+  sendTimeoutUs @7 :UInt64;      # SO_SNDTIMEO (0: none)
+  sendBuffer @8 :UInt32;         # SO_SNDBUF as getsockopt shows it (twice what was asked)
+  receiveBuffer @9 :UInt32;      # SO_RCVBUF, likewise
 }
 
 # The state of an anonymous-inode object, as /proc/PID/fdinfo shows it.

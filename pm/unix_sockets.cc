@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -226,10 +227,22 @@ Status capture_unix_socket(pid_t pid, const OpenFd& f, wire::OpenFile::Builder o
   UniqueFd copy(int(::syscall(SYS_pidfd_getfd, pidfd.get(), f.fd, 0)));
   if (!copy)
     return make_error(ErrorCode::kUnavailable, errno_message(what + ": pidfd_getfd", errno));
-  int passcred = 0;
+  int passcred = 0, sndbuf = 0, rcvbuf = 0;
   socklen_t len = sizeof passcred;
   if (::getsockopt(copy.get(), SOL_SOCKET, SO_PASSCRED, &passcred, &len) == 0)
     s.setPassCred(passcred != 0);
+  len = sizeof sndbuf;
+  if (::getsockopt(copy.get(), SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) == 0) s.setSendBuffer(sndbuf);
+  len = sizeof rcvbuf;
+  if (::getsockopt(copy.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, &len) == 0)
+    s.setReceiveBuffer(rcvbuf);
+  for (int opt : {SO_RCVTIMEO, SO_SNDTIMEO}) {
+    timeval tv{};
+    len = sizeof tv;
+    if (::getsockopt(copy.get(), SOL_SOCKET, opt, &tv, &len) != 0) continue;
+    uint64_t us = uint64_t(tv.tv_sec) * 1000000 + uint64_t(tv.tv_usec);
+    opt == SO_RCVTIMEO ? s.setReceiveTimeoutUs(us) : s.setSendTimeoutUs(us);
+  }
   return peek_queue(copy.get(), d.value().type, what, s);
 }
 
@@ -287,6 +300,44 @@ Status refill(Builder& b, Staging& staging, long from, int type,
   return Status::Ok();
 }
 
+// An option of `fd` (SOL_SOCKET) set to the `size` bytes at `value`.
+Status set_option(Builder& b, long fd, int option, const void* value, size_t size,
+                  const std::string& what) {
+  auto p = b.put(value, size);
+  if (!p) return p.error();
+  auto r =
+      b.call(what, SYS_setsockopt, uint64_t(fd), SOL_SOCKET, uint64_t(option), p.value(), size);
+  return r ? Status::Ok() : Status(r.error());
+}
+
+// SO_PASSCRED, the timeouts and the buffer sizes of the new end `fd`, before anything is sent:
+// what waited may need the room the program had made.
+Status set_options(Builder& b, long fd, wire::UnixSocket::Reader s, const std::string& what) {
+  if (s.getPassCred()) {
+    int one = 1;
+    if (Status st = set_option(b, fd, SO_PASSCRED, &one, sizeof one, "SO_PASSCRED on " + what); !st)
+      return st;
+  }
+  for (auto [option, us] : {std::pair{SO_RCVTIMEO, s.getReceiveTimeoutUs()},
+                            std::pair{SO_SNDTIMEO, s.getSendTimeoutUs()}}) {
+    if (us == 0) continue;
+    timeval tv{time_t(us / 1000000), suseconds_t(us % 1000000)};
+    if (Status st = set_option(b, fd, option, &tv, sizeof tv, "the timeouts of " + what); !st)
+      return st;
+  }
+  // The kernel doubles what it is asked for, and shows the doubled size; FORCE: past the
+  // system's limits, as the program may have been (we are still privileged here).
+  for (auto [option, size] : {std::pair{SO_SNDBUFFORCE, s.getSendBuffer()},
+                              std::pair{SO_RCVBUFFORCE, s.getReceiveBuffer()}}) {
+    if (size == 0) continue;
+    int half = int(size / 2);
+    if (Status st = set_option(b, fd, option, &half, sizeof half, "the buffer sizes of " + what);
+        !st)
+      return st;
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status restore_unix_sockets(Builder& b, wire::ProcessImage::Reader image) {
@@ -326,18 +377,9 @@ Status restore_unix_sockets(Builder& b, wire::ProcessImage::Reader image) {
     }
     std::vector<wire::OpenFile::Reader>* side[2] = {&mine, &theirs->second};
     Status st = Status::Ok();
-    for (int i = 0; i < 2 && st; ++i) {
-      auto sock = side[i]->front().getSocket();
-      if (sock.getPassCred()) {
-        int one = 1;
-        auto v = b.put(&one, sizeof one);
-        if (!v) return v.error();
-        if (auto r = b.call("SO_PASSCRED on " + what, SYS_setsockopt, uint64_t(parked[i]),
-                            SOL_SOCKET, SO_PASSCRED, v.value(), sizeof one);
-            !r)
-          st = r.error();
-      }
-    }
+    for (int i = 0; i < 2 && st; ++i)
+      st = set_options(b, parked[i], side[i]->front().getSocket(),
+                       fd_name(side[i]->front().getFd()));
     // What waited at each end is sent from the other, before any shutdown forbids it.
     for (int i = 0; i < 2 && st; ++i)
       st = refill(b, staging, parked[1 - i], s.getType(), side[i]->front().getSocket().getQueue(),

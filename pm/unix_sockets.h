@@ -3,7 +3,8 @@
 // wake-up pairs). Internal to pm/ (capture_checks.cc, capture.cc, restore.cc).
 //
 // What is carried: each end's type, what waits to be read at it (datagram and record
-// boundaries kept), SO_PASSCRED and its shutdown state; flags (O_NONBLOCK, O_CLOEXEC) as for
+// boundaries kept), SO_PASSCRED, SO_RCVTIMEO, SO_SNDTIMEO, SO_SNDBUF, SO_RCVBUF and its
+// shutdown state; flags (O_NONBLOCK, O_CLOEXEC) as for
 // any descriptor. The queued bytes are read without being taken (MSG_PEEK through a copy of
 // the descriptor, pidfd_getfd), so the source still has them if the migration is called off.
 // Refused: a unix socket whose peer is not held by the process (another process's, a

@@ -55,10 +55,12 @@ TEST_F(Objects, AnIntervalTimerWhoseSignalWaitsUndeliveredKeepsFiring) {
 const std::vector<std::string> kFiveLazyOfSeven{"", "", "--eager", "", "", "--precopy=2", ""};
 
 // Unix socket pairs of each type, with messages unread in both directions, a shut-down pair,
-// flags and SO_PASSCRED (pm/unix_sockets.h).
+// flags, SO_PASSCRED, a receive timeout and a send buffer size (pm/unix_sockets.h).
 TEST_F(Objects, UnixSocketPairsKeepWhatIsUnreadAcrossMoves) {
   std::string reference = expect_same_output_after_moves({program("socket_pairs"), "250", "20"}, 7, kFiveLazyOfSeven);
-  EXPECT_NE(reference.find("seqpacket passcred 1, shut down pair holds 'words', send there: Broken pipe"), std::string::npos)
+  EXPECT_NE(reference.find("receive timeout 2.500000 s; dgram cloexec 1, send buffer 131072; seqpacket passcred 1, shut "
+                           "down pair holds 'words', send there: Broken pipe"),
+            std::string::npos)
       << reference;
 }
 

@@ -5,7 +5,7 @@
  * keeps one message in flight all along (it reads the previous round's), so there is always
  * something unread. A fourth pair was shut down for writing at one end at the start: each
  * round shows that its other end still reads end-of-file and that sending on it fails. Flags
- * (O_NONBLOCK, FD_CLOEXEC) and SO_PASSCRED are printed too. Nothing to read for 3 s means
+ * (O_NONBLOCK, FD_CLOEXEC), SO_PASSCRED, SO_RCVTIMEO and SO_SNDBUF are printed too. Nothing to read for 3 s means
  * something unread was lost: it says so and exits 1. */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,6 +59,10 @@ int main(int argc, char** argv) {
   fcntl(sv[0][1], F_SETFL, O_NONBLOCK);
   int one = 1;
   setsockopt(sv[2][0], SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
+  struct timeval timeout = {2, 500000};
+  setsockopt(sv[0][0], SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  int size = 65536;
+  setsockopt(sv[1][0], SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
   int down[2];
   if (socketpair(AF_UNIX, SOCK_STREAM, 0, down) != 0) return 1;
   if (write(down[0], "last words", 10) != 10) return 1;
@@ -93,15 +98,22 @@ int main(int argc, char** argv) {
         n = snprintf(msg, sizeof msg, "%s carry from %d round %d", names[i], e, r);
         send(sv[i][e], msg, (size_t)n, 0);
       }
-    int passcred = 0;
+    int passcred = 0, sndbuf = 0;
     socklen_t len = sizeof passcred;
     getsockopt(sv[2][0], SOL_SOCKET, SO_PASSCRED, &passcred, &len);
+    len = sizeof sndbuf;
+    getsockopt(sv[1][0], SOL_SOCKET, SO_SNDBUF, &sndbuf, &len);
+    struct timeval tv = {0, 0};
+    len = sizeof tv;
+    getsockopt(sv[0][0], SOL_SOCKET, SO_RCVTIMEO, &tv, &len);
     char peek[16] = {0};
     ssize_t words = recv(down[1], peek, sizeof peek, MSG_PEEK);
     errno = 0;
     ssize_t sent = send(down[0], "x", 1, MSG_DONTWAIT);
-    printf("round %d: stream nonblock %d, dgram cloexec %d, seqpacket passcred %d, shut down pair holds '%.*s', send there: %s\n",
-           r, (fcntl(sv[0][1], F_GETFL) & O_NONBLOCK) != 0, (fcntl(sv[1][0], F_GETFD) & FD_CLOEXEC) != 0, passcred,
+    printf("round %d: stream nonblock %d, receive timeout %ld.%06ld s; dgram cloexec %d, send buffer %d; "
+           "seqpacket passcred %d, shut down pair holds '%.*s', send there: %s\n",
+           r, (fcntl(sv[0][1], F_GETFL) & O_NONBLOCK) != 0, (long)tv.tv_sec, (long)tv.tv_usec,
+           (fcntl(sv[1][0], F_GETFD) & FD_CLOEXEC) != 0, sndbuf, passcred,
            (int)(words > 0 ? words : 0), peek, sent < 0 ? strerror(errno) : "sent");
     fflush(stdout);
   }
