@@ -30,7 +30,10 @@
 #include "pm/capture_checks.h"
 #include "pm/carried_files.h"
 #include "pm/job_namespace.h"
+#include "pm/fifos.h"
 #include "pm/kernel_objects.h"
+#include "pm/posix_timers.h"
+#include "pm/unix_sockets.h"
 #include "pm/proc_info.h"
 #include "pm/restore.h"
 
@@ -131,39 +134,6 @@ Status capture_signals(Tracee& t, const StatusInfo& status, uint64_t scratch_at,
     for (uint32_t i = 0; i < infos.value().size(); ++i) l.set(i, as_data(infos.value()[i].data(), infos.value()[i].size()));
   }
   return Status::Ok();
-}
-
-// The bytes waiting in a pipe, without taking them: tee(2) copies them into a pipe of ours.
-Result<std::string> peek_pipe(pid_t pid, int fd) {
-  std::string where = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
-  int src = ::open(where.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (src < 0) return make_error(ErrorCode::kUnavailable, errno_message("open " + where, errno));
-  int unread = 0;
-  ::ioctl(src, FIONREAD, &unread);
-  std::string out;
-  if (unread > 0) {
-    int tmp[2];
-    if (::pipe2(tmp, O_NONBLOCK | O_CLOEXEC) != 0) {
-      ::close(src);
-      return make_error(ErrorCode::kUnavailable, errno_message("pipe", errno));
-    }
-    ::fcntl(tmp[1], F_SETPIPE_SZ, unread);  // room for all of it
-    ssize_t n = ::tee(src, tmp[1], size_t(unread), SPLICE_F_NONBLOCK);
-    if (n > 0) {
-      out.resize(size_t(n));
-      ssize_t r = ::read(tmp[0], out.data(), out.size());
-      out.resize(r > 0 ? size_t(r) : 0);
-    }
-    ::close(tmp[0]);
-    ::close(tmp[1]);
-    if (out.size() != size_t(unread)) {
-      ::close(src);
-      return make_error(ErrorCode::kUnavailable, "fd " + std::to_string(fd) + ": could read only " + std::to_string(out.size()) +
-                                                     " of the " + std::to_string(unread) + " bytes in the pipe");
-    }
-  }
-  ::close(src);
-  return out;
 }
 
 // The signal an interval timer sends.
@@ -517,7 +487,11 @@ Status FrozenProcess::capture(wire::ProcessImage::Builder image, const CaptureOp
     files[i].setPosition(f.position);
     bool on_path = !f.target.empty() && f.target.front() == '/';
     if (is_kernel_object(f)) {
-      if (Status s = capture_kernel_object(f, files[i]); !s) return s;
+      if (Status s = capture_kernel_object(pid, f, files[i]); !s) return s;
+    } else if (f.target.rfind("socket:", 0) == 0 && f.fd > 2) {
+      if (Status s = capture_unix_socket(pid, f, files[i]); !s) return s;
+    } else if (is_fifo(f)) {
+      if (Status s = capture_fifo(pid, f, files[i]); !s) return s;
     } else if (f.target.rfind("pipe:", 0) == 0 && f.fd > 2) {
       files[i].setKind(wire::OpenFile::Kind::PIPE);
       files[i].setPipe(std::stoull(f.target.substr(6)));
@@ -600,6 +574,13 @@ Status FrozenProcess::capture(wire::ProcessImage::Builder image, const CaptureOp
   for (size_t i = 0; i < threads_.size(); ++i)
     if (Status s = capture_thread(*threads_[i], false, syscall_site.value(), sched[i + 1], page, threads[next++]); !s)
       return s;
+
+  // timer_create's timers, after the threads and their pending signals (pm/posix_timers.h).
+  {
+    Scratch timer_scratch(*tracee_, scratch, sizeof(itimerspec));
+    if (!timer_scratch.ok()) return make_error(ErrorCode::kUnavailable, "no scratch memory to read POSIX timers");
+    if (Status s = capture_posix_timers(*tracee_, timer_scratch.address(), image); !s) return s;
+  }
 
   auto creds = image.initCreds();
   auto uid = creds.initUid(4);

@@ -1,7 +1,10 @@
 #include "pm/capture_checks.h"
 #include "pm/carried_files.h"
 #include "pm/job_namespace.h"
+#include "pm/fifos.h"
 #include "pm/kernel_objects.h"
+#include "pm/posix_timers.h"
+#include "pm/unix_sockets.h"
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
@@ -70,6 +73,9 @@ Status check_movable(pid_t pid, const StatusInfo& status, const std::vector<Vma>
     bool stdio = f.fd <= 2;
     if (f.target.rfind("socket:", 0) == 0) {
       if (stdio) continue;  // stdio is reconnected by whoever restores the process
+      Status pair = check_unix_socket(f, fds);
+      if (pair) continue;  // one end of a pair the process holds: it moves (pm/unix_sockets.h)
+      if (pair.error().code != ErrorCode::kNotFound) return pair;
       return refused(fd + " is a " + socket_kind(pid, f.target) + ": sockets cannot move");
     }
     if (f.target.rfind("pipe:", 0) == 0) {
@@ -78,7 +84,7 @@ Status check_movable(pid_t pid, const StatusInfo& status, const std::vector<Vma>
       continue;
     }
     if (is_kernel_object(f)) {
-      if (Status s = check_kernel_object(f, fds); !s) return s;
+      if (Status s = check_kernel_object(pid, f, fds); !s) return s;
       continue;
     }
     if (f.target.rfind("anon_inode:", 0) == 0) {
@@ -91,9 +97,14 @@ Status check_movable(pid_t pid, const StatusInfo& status, const std::vector<Vma>
       return refused(fd + " refers to a deleted file (" + f.target + ")");
     if (f.target.empty() || f.target.front() != '/')
       return refused(fd + " is " + (f.target.empty() ? std::string("unreadable") : f.target) + ": it cannot move");
+    if (is_fifo(f)) {
+      if (Status s = check_fifo(f, fds); !s) return s;
+      continue;
+    }
     if (!S_ISREG(f.mode) && !S_ISDIR(f.mode) && !S_ISCHR(f.mode))
       return refused(fd + " (" + f.target + ") is neither a regular file, a directory nor a character device");
   }
+  if (Status s = check_posix_timers(pid, status.threads); !s) return s;
   for (const auto& v : maps) {
     if (is_carried(v, fds)) continue;  // its file's content travels with it (pm/carried_files.h)
     if (is_shared_memory(v, fds)) continue;  // moves as memory

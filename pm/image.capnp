@@ -36,6 +36,7 @@ struct ProcessImage {
   carried @22 :List(CarriedFile);  # files whose content travels with the job (pm/carried_files.h)
   leaderExited @23 :Bool;        # its leader had called pthread_exit: threads[0] is only its tid
                                  # and name; the restore has it exit again as the process starts
+  posixTimers @24 :List(PosixTimer); # timer_create's timers (pm/posix_timers.h)
 }
 
 # A file whose whole content travels with the job (its bytes beside the image, by index).
@@ -55,6 +56,20 @@ struct CarriedFile {
     memfdLazy @3;                # a memfd only mapped: made empty at its size, its pages served
                                  # lazily like other memory (no content travels here)
   }
+}
+
+# A timer of timer_create(2), armed or not, with its id (PR_TIMER_CREATE_RESTORE_IDS gives it
+# back on the destination).
+struct PosixTimer {
+  id @0 :Int32;                  # the kernel's timer id (glibc's timer_t for SIGEV_SIGNAL)
+  clock @1 :Int32;               # CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME_ID, ...
+  notify @2 :Int32;              # SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD, with SIGEV_THREAD_ID
+  signal @3 :Int32;              # sigev_signo
+  value @4 :UInt64;              # sigev_value
+  thread @5 :UInt32;             # SIGEV_THREAD_ID: the target's index in `threads` (0: leader)
+  remainingNs @6 :UInt64;        # until the next expiration (0: disarmed)
+  intervalNs @7 :UInt64;         # its period (0: one-shot)
+  overrun @8 :Int32;             # timer_getoverrun at capture (overruns of the last signal taken)
 }
 
 # An armed timer of setitimer(2) (ITIMER_REAL: SIGALRM, alarm(); VIRTUAL; PROF).
@@ -151,8 +166,10 @@ struct OpenFile {
   kind @4 :Kind;
   pipe @5 :UInt64;               # kind pipe: the pipe's inode (both ends are in this process)
   object @6 :KernelObject;       # kinds eventfd, epoll, timerfd, signalfd (pm/kernel_objects.h)
-  unread @7 :Data;               # kind pipe, read end: the bytes in the pipe at capture
+  unread @7 :Data;               # kind pipe or fifo, a read end: the bytes in it at capture
   carried @8 :UInt32;            # kind regular: 1 + its index in ProcessImage.carried (0: by path)
+  socket @9 :UnixSocket;         # kind unixSocket (pm/unix_sockets.h)
+  fifoMode @10 :UInt32;          # kind fifo: its permission bits (mkfifo when it is missing)
 
   enum Kind {
     regular @0;
@@ -164,7 +181,25 @@ struct OpenFile {
     epoll @6;
     timerfd @7;
     signalfd @8;
+    unixSocket @9;               # one end of a unix socket pair whose both ends the process holds
+    fifo @10;                    # a named pipe, held at both ends by the process (`pipe`: its inode)
+    inotify @11;
   }
+}
+
+# One end of a connected pair of unix sockets (socketpair), both held by the process.
+struct UnixSocket {
+  inode @0 :UInt64;              # this end (descriptors that share it are one end)
+  peer @1 :UInt64;               # the other end's inode
+  type @2 :Int32;                # SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET
+  queue @3 :List(Data);          # what waits to be read at this end, oldest first (one entry
+                                 # per datagram or record; a stream's bytes in one or more)
+  passCred @4 :Bool;             # SO_PASSCRED
+  shutdown @5 :UInt8;            # its sk_shutdown: 1 receive, 2 send (RCV_, SEND_SHUTDOWN)
+  receiveTimeoutUs @6 :UInt64;   # SO_RCVTIMEO (0: none)
+  sendTimeoutUs @7 :UInt64;      # SO_SNDTIMEO (0: none)
+  sendBuffer @8 :UInt32;         # SO_SNDBUF as getsockopt shows it (twice what was asked)
+  receiveBuffer @9 :UInt32;      # SO_RCVBUF, likewise
 }
 
 # The state of an anonymous-inode object, as /proc/PID/fdinfo shows it.
@@ -177,6 +212,13 @@ struct KernelObject {
   intervalNs @5 :UInt64;         # timerfd: its period (0: one-shot)
   mask @6 :UInt64;               # signalfd: the signals it reads
   watched @7 :List(EpollWatch);  # epoll: its interest list
+  inotifyWatches @8 :List(InotifyWatch); # inotify: its watches, by increasing descriptor
+}
+
+struct InotifyWatch {
+  wd @0 :Int32;                  # the watch descriptor the program was given
+  mask @1 :UInt32;               # IN_* events and flags (IN_ONESHOT, IN_EXCL_UNLINK, ...)
+  path @2 :Text;                 # the watched inode's path, found at capture
 }
 
 struct EpollWatch {

@@ -11,6 +11,7 @@
 
 #include <sstream>
 
+#include "pm/inotify.h"
 #include "pm/restore_builder.h"
 
 // Not in every libc's headers: timerfd's expirations counter (CONFIG_CHECKPOINT_RESTORE).
@@ -76,10 +77,11 @@ std::string kind_of(const OpenFd& f) { return f.target.rfind("anon_inode:", 0) =
 
 bool is_kernel_object(const OpenFd& f) {
   std::string k = kind_of(f);
-  return k == "[eventfd]" || k == "[eventpoll]" || k == "[timerfd]" || k == "[signalfd]";
+  return k == "[eventfd]" || k == "[eventpoll]" || k == "[timerfd]" || k == "[signalfd]" || is_inotify(f);
 }
 
-Status check_kernel_object(const OpenFd& f, const std::vector<OpenFd>& fds) {
+Status check_kernel_object(pid_t pid, const OpenFd& f, const std::vector<OpenFd>& fds) {
+  if (is_inotify(f)) return capture_inotify(pid, f, nullptr);
   if (kind_of(f) != "[eventpoll]") return Status::Ok();
   for (const auto& w : watches(f.info)) {
     const OpenFd* target = nullptr;
@@ -95,10 +97,13 @@ Status check_kernel_object(const OpenFd& f, const std::vector<OpenFd>& fds) {
   return Status::Ok();
 }
 
-Status capture_kernel_object(const OpenFd& f, wire::OpenFile::Builder out) {
+Status capture_kernel_object(pid_t pid, const OpenFd& f, wire::OpenFile::Builder out) {
   std::string k = kind_of(f);
   auto o = out.initObject();
-  if (k == "[eventfd]") {
+  if (is_inotify(f)) {
+    out.setKind(wire::OpenFile::Kind::INOTIFY);
+    return capture_inotify(pid, f, &o);
+  } else if (k == "[eventfd]") {
     out.setKind(wire::OpenFile::Kind::EVENTFD);
     o.setCount(std::strtoull(field(f.info, "eventfd-count").c_str(), nullptr, 16));
     o.setSemaphore(field(f.info, "eventfd-semaphore") == "1");
@@ -199,6 +204,8 @@ Status restore_object(Builder& b, wire::OpenFile::Reader f) {
       }
       return Status::Ok();
     }
+    case wire::OpenFile::Kind::INOTIFY:
+      return restore_inotify(b, f);
     default:
       return Status::Ok();
   }
@@ -211,7 +218,8 @@ Status restore_kernel_objects(Builder& b, wire::ProcessImage::Reader image) {
     for (auto f : image.getFiles()) {
       auto k = f.getKind();
       bool object = k == wire::OpenFile::Kind::EVENTFD || k == wire::OpenFile::Kind::TIMERFD ||
-                    k == wire::OpenFile::Kind::SIGNALFD || k == wire::OpenFile::Kind::EPOLL;
+                    k == wire::OpenFile::Kind::SIGNALFD || k == wire::OpenFile::Kind::EPOLL ||
+                    k == wire::OpenFile::Kind::INOTIFY;
       if (!object || (k == wire::OpenFile::Kind::EPOLL) != epolls) continue;
       if (Status s = restore_object(b, f); !s) return s;
     }

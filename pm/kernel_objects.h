@@ -1,5 +1,5 @@
 // Kernel objects behind anonymous-inode descriptors that runtimes hold: eventfd (libuv's and
-// the JVM's wake-ups), epoll (every event loop), timerfd and signalfd. Each is read from
+// the JVM's wake-ups), epoll (every event loop), timerfd, signalfd and inotify (pm/inotify.h). Each is read from
 // /proc/PID/fdinfo at capture and made anew at restore with the same state, at the same
 // descriptor number (docs/CAPTURE-RESTORE.md, "Kernel objects").
 //
@@ -24,11 +24,11 @@ class Builder;
 // Whether `f` is one of the objects above ("anon_inode:[eventfd]", "[eventpoll]", ...).
 bool is_kernel_object(const OpenFd& f);
 
-// kRefused, naming the descriptor, if `f` cannot move (see above); `fds` are the process's.
-Status check_kernel_object(const OpenFd& f, const std::vector<OpenFd>& fds);
+// kRefused, naming the descriptor, if `f` cannot move (see above); `fds` are `pid`'s.
+Status check_kernel_object(pid_t pid, const OpenFd& f, const std::vector<OpenFd>& fds);
 
-// Fills the kind and the object of `out` from `f`'s fdinfo.
-Status capture_kernel_object(const OpenFd& f, wire::OpenFile::Builder out);
+// Fills the kind and the object of `out` from `f`'s fdinfo (`pid`'s).
+Status capture_kernel_object(pid_t pid, const OpenFd& f, wire::OpenFile::Builder out);
 
 // Makes every kernel object of the image in the process being rebuilt, epoll instances last
 // (their watched descriptors must exist). Regular files and pipes are in place already.

@@ -32,7 +32,10 @@
 
 #include "pm/carried_files.h"
 #include "pm/job_namespace.h"
+#include "pm/fifos.h"
 #include "pm/kernel_objects.h"
+#include "pm/posix_timers.h"
+#include "pm/unix_sockets.h"
 #include "pm/proc_info.h"
 #include "pm/restore_builder.h"
 #include "pm/spawn.h"
@@ -365,6 +368,8 @@ Status restore_files(Builder& b, wire::ProcessImage::Reader image, const std::ve
   for (int fd = 0; fd <= 2; ++fd)
     if (!have[fd]) (void)b.call("close", SYS_close, uint64_t(fd));
   if (Status s = restore_pipes(b, image); !s) return s;
+  if (Status s = restore_fifos(b, image); !s) return s;
+  if (Status s = restore_unix_sockets(b, image); !s) return s;
   if (Status s = restore_kernel_objects(b, image); !s) return s;
   if (std::string cwd = image.getCwd(); !cwd.empty()) {
     auto p = b.put_string(cwd);
@@ -711,6 +716,15 @@ Result<std::unique_ptr<RestoredProcess>> RestoredProcess::build(wire::ProcessIma
       return fail(r.error());
   }
   if (Status s = ThreadRestorer{*proc, b, image, options, self}.run(&pid_kept); !s) return fail(s.error());
+  {  // POSIX timers, once their threads exist; the threads' tids as the process sees them
+    std::vector<pid_t> tids{self};
+    for (auto& th : proc->threads_) {
+      auto ns = namespace_pids(th->pid());
+      if (!ns) return fail(ns.error());
+      tids.push_back(ns.value().back());
+    }
+    if (Status s = restore_posix_timers(b, image, tids); !s) return fail(s.error());
+  }
   // Credentials are each thread's own (glibc's setuid makes every thread call it).
   if (Status s = restore_credentials(b, image); !s) return fail(s.error());
   for (auto& th : proc->threads_) {

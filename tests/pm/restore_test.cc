@@ -225,11 +225,61 @@ void expect_refused(const std::string& what, const std::string& message_part) {
 TEST(Refuse, ATcpSocket) { expect_refused("socket", "is a TCP socket"); }
 TEST(Refuse, SysVSharedMemory) { expect_refused("sysv", "is MAP_SHARED"); }
 TEST(Refuse, ASocketInAThreadedProcessLeavesEveryThreadRunning) { expect_refused("threads", "is a TCP socket"); }
+TEST(Refuse, AUnixSocketWhosePeerIsAnotherProcesss) {
+  expect_refused("unix", "fd 3 is a unix socket whose peer is not held by this process: sockets cannot move");
+}
 
 TEST(Refuse, AnUnknownPid) {
   auto f = FrozenProcess::freeze(999999);
   ASSERT_FALSE(f.ok());
   EXPECT_EQ(f.error().code, ErrorCode::kNotFound);
+}
+
+// A FIFO whose holders are all gone when the process is rebuilt (a checkpoint restored after
+// the original ended, another machine) is empty, or gone: it is made again with its mode and
+// refilled with the bytes captured. (A migration on one machine finds the frozen source still
+// holding it, with the same bytes, and leaves it as it is.)
+TEST(Restore, AFifoRemovedMeanwhileIsMadeAgainWithItsBytes) {
+  TempDir dir;
+  std::string fifo = (dir.path / "fifo").string();
+  std::vector<std::string> argv{program("fifo_buffer"), fifo, "60", "20"};
+  Outcome reference = run(argv, 0, 0);
+  ASSERT_EQ(reference.status, 0) << reference.output;
+  fs::path out = dir.path / "out.txt";
+  pid_t pid = start(argv, out, -1, dir.path);
+  std::this_thread::sleep_for(400ms);
+  auto frozen = FrozenProcess::freeze(pid);
+  ASSERT_TRUE(frozen.ok()) << frozen.error().message;
+  capnp::MallocMessageBuilder message;
+  auto image = message.initRoot<wire::ProcessImage>();
+  ASSERT_TRUE(frozen.value()->capture(image).ok());
+  std::vector<std::pair<uint64_t, std::vector<std::byte>>> pages;
+  ASSERT_TRUE(frozen.value()->read_pages(image.asReader(), [&](uint64_t at, std::span<const std::byte> bytes) {
+    pages.emplace_back(at, std::vector<std::byte>(bytes.begin(), bytes.end()));
+    return Status::Ok();
+  }).ok());
+  frozen.value()->kill();  // the FIFO's last holder: its bytes are gone with it
+  frozen.value().reset();
+  ASSERT_EQ(::unlink(fifo.c_str()), 0);
+  RestoreOptions options;
+  options.stub = std::string(FERRY_BIN_DIR) + "/ferry-restore-stub";
+  options.die_with_parent = true;
+  auto restored = RestoredProcess::build(
+      image.asReader(),
+      [&](const PageSink& sink) {
+        for (const auto& [at, bytes] : pages)
+          if (Status s = sink(at, bytes); !s) return s;
+        return Status::Ok();
+      },
+      options);
+  ASSERT_TRUE(restored.ok()) << restored.error().message;
+  struct stat st {};
+  ASSERT_EQ(::stat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
+  ASSERT_TRUE(restored.value()->start().ok());
+  EXPECT_EQ(wait_exit(restored.value()->pid()), 0);
+  EXPECT_EQ(slurp(out), reference.output);
 }
 
 // `ferry checkpoint` then `ferry restore`, through the CLI: the restored process is not our
