@@ -738,6 +738,7 @@ Result<std::unique_ptr<RestoredProcess>> RestoredProcess::build(wire::ProcessIma
   if (!own_site) return fail(own_site.error());
   t.set_syscall_site(own_site.value());
   if (auto r = b.call("unmap the scratch area", SYS_munmap, scratch, kScratchPages * kPage); !r) return fail(r.error());
+  proc->leader_exits_ = image.getLeaderExited();
   if (image.getLeaderExited()) {
     // Its leader had called pthread_exit: it calls exit again, first thing, and stays a zombie
     // while its threads run (every signal blocked: none lands on it meanwhile).
@@ -784,9 +785,16 @@ Status RestoredProcess::start() {
       (void)::sched_setscheduler(s.tid, s.policy, &p);
     }
   }
+  if (leader_exits_) {
+    // The leader goes first and is a zombie again before any thread runs: none of them may
+    // see it alive (bounded: it has one system call to make).
+    if (Status s = tracee_->detach(); !s) return s;
+    for (int i = 0; i < 20000 && !leader_exited(tracee_->pid()); ++i) ::usleep(50);
+  }
   for (auto& th : threads_)
     if (Status s = th->detach(); !s) return s;
-  if (Status s = tracee_->detach(); !s) return s;
+  if (!leader_exits_)
+    if (Status s = tracee_->detach(); !s) return s;
   started_ = true;
   return Status::Ok();
 }

@@ -124,6 +124,7 @@ class RestoredProcess {
   UniqueFd uffd_;
   std::vector<LazyRange> lazy_ranges_;
   bool started_ = false;
+  bool leader_exits_ = false;  // the image's leader had exited: it exits again before the others run
 };
 
 }  // namespace ferry::pm
