@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "pm/proc_info.h"
+
 namespace ferry::xmm {
 namespace {
 
@@ -182,6 +184,16 @@ void Importer::apply_presence_more(uint64_t id) {
   if (!im.ended && im.table->staged() > 0) fault_port_.loop().post([this, id] { install_staged_more(id); });
 }
 
+// Whether [start, end) of process `pid` lies in a MAP_SHARED mapping (read when the process
+// gives pages back, which is rare).
+static bool in_shared_mapping(pid_t pid, uint64_t start, uint64_t end) {
+  auto maps = pm::read_maps(pm::task_with_memory(pid));
+  if (!maps) return false;
+  for (const auto& v : maps.value())
+    if (v.shared && start < v.end && v.start < end) return true;
+  return false;
+}
+
 void Importer::on_readable(uint64_t id) {
   auto it = imports_.find(id);
   if (it == imports_.end() || it->second->ended) return;
@@ -193,6 +205,10 @@ void Importer::on_readable(uint64_t id) {
     switch (e.kind) {
       case UserfaultEvent::Kind::kPageFault: handle_fault(im, e.address); break;
       case UserfaultEvent::Kind::kRemove:
+        // MADV_DONTNEED of shared memory keeps its data (shmem): its pages still come.
+        if (in_shared_mapping(im.spec.pid, e.address, e.end)) break;
+        im.table->drop(e.address, e.end);
+        break;
       case UserfaultEvent::Kind::kUnmap: im.table->drop(e.address, e.end); break;
       case UserfaultEvent::Kind::kRemap: im.table->move(e.address, e.to, e.length); break;
       case UserfaultEvent::Kind::kFork: {

@@ -27,7 +27,9 @@ TEST_F(SharedMemory, EveryKindMovedFiveTimesPrintsWhatAnUnmovedRunPrints) {
 TEST_F(SharedMemory, UntouchedSharedPagesAreNotSent) {
   uint64_t gpid = start({program("shared_memory"), "1024", "400", "100", program("libv.so")});
   ASSERT_NE(gpid, 0u);
-  std::this_thread::sleep_for(1500ms);
+  // Moved once it has written its memory (it prints its first round then), however slow the
+  // machine.
+  for (int i = 0; i < 600 && output(gpid).find("round 0:") == std::string::npos; ++i) std::this_thread::sleep_for(100ms);
   auto m = cluster.run({"migrate", std::to_string(gpid), "--to", "n2", "--wait"});
   ASSERT_EQ(m.status, 0) << m.err;
   // Written: half of the 1 GiB anonymous mapping's pages, every page of the 256 MiB memfd.
