@@ -95,6 +95,7 @@ class Agent {
   void migrate(dipc::Request& req);
   void offer(dipc::Request& req);
   void offer_part(dipc::Request& req);  // ahead of an Offer too large for one message
+  void drop_expired_parts();            // parts whose Offer never came (HeldPayloads::expire)
   void list(dipc::Request& req);
   // Asks the master about `gpid`, checks the caller may act on it, then calls `then`.
   void with_process(dipc::Request& req, uint64_t gpid,

@@ -545,13 +545,17 @@ void Agent::end_migration(std::shared_ptr<Migration> m, Status outcome) {
   });
 }
 
+void Agent::drop_expired_parts() {
+  for (const auto& dropped : held_payloads_.expire(Clock::now()))
+    spdlog::warn("{}: migration {}: its parts waited 60 s for an offer that never came; dropped", port_.name(), dropped);
+}
+
 void Agent::offer_part(dipc::Request& req) {
   if (req.caller().local || req.from().rfind("agent@", 0) != 0)
     return req.fail(ErrorCode::kUnauthorized, "offers come from agents");
   auto p = req.body<wire::OfferPart>();
   std::string id = p.getMigrationId();
-  for (const auto& dropped : held_payloads_.expire(Clock::now()))
-    spdlog::warn("{}: migration {}: its parts waited 60 s for an offer that never came; dropped", port_.name(), dropped);
+  drop_expired_parts();
   if (offers_seen_.count(id)) return req.fail(ErrorCode::kInvalid, "migration " + id + " was offered here already");
   if (Status s = held_payloads_.add(id, p.getIndex(), OfferPayload::read(p), Clock::now()); !s)
     return req.fail(s.error().code, "part " + std::to_string(p.getIndex()) + " of migration " + id + " on " + options_.node +
@@ -619,8 +623,7 @@ void Agent::offer(dipc::Request& req) {
     options.pid = pid_t(image.getPidInJob());
   }
   // What came with it: in the Offer, or in parts ahead of it (pm/offer_payload.h).
-  for (const auto& dropped : held_payloads_.expire(Clock::now()))
-    spdlog::warn("{}: migration {}: its parts waited 60 s for an offer that never came; dropped", port_.name(), dropped);
+  drop_expired_parts();
   auto payload = held_payloads_.take(id, o.getParts());
   if (!payload) return refuse(ErrorCode::kUnavailable, "install on " + options_.node + " failed: " + payload.error().message);
   payload.value().append(OfferPayload::read(o));
