@@ -350,7 +350,8 @@ void Importer::install(uint64_t id, uint64_t dest, uint64_t source, uint32_t pag
   auto body = reply.value().get();
   auto bits = body.getPresent();
   auto data = body.getData();
-  if (body.getPages() == 0) return fail(im, "source " + im.spec.source + " could not read the pages");
+  if (body.getPages() == 0)
+    return fail(im, "source " + im.spec.source + " could not read the pages: " + std::string(body.getProblem()));
   if (body.getPages() != pages || bits.size() < (pages + 7) / 8)
     return fail(im, "source " + im.spec.source + " sent a malformed page reply");
   auto has_data = [&](uint32_t i) { return (bits[i / 8] >> (i % 8)) & 1; };

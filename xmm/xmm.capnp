@@ -112,6 +112,7 @@ struct PageData {
   pages @1 :UInt32;
   present @2 :Data;              # bit per page: set = bytes follow in `data`; clear = zero page
   data @3 :Data;                 # the present pages, in order
+  problem @4 :Text;              # pages = 0: why the source could not read them
 }
 
 struct ReleaseObject {
