@@ -37,6 +37,7 @@
 #include "pm/posix_timers.h"
 #include "pm/unix_sockets.h"
 #include "pm/proc_info.h"
+#include "pm/injected_code.h"
 #include "pm/restore_builder.h"
 #include "pm/spawn.h"
 
@@ -390,9 +391,9 @@ struct KernelSigaction {
   uint64_t handler, flags, restorer, mask;
 };
 
-// Queues signals (a siginfo_t each) from the rebuilt process's leader, `self` (its pid as it
-// sees it): to its thread `tid` as it sees it, or process-wide for tid 0. Only the group's
-// leader may queue a signal with any si_code to a thread of its own.
+// Queues signals (a siginfo_t each) in the rebuilt process, `self` (its pid as it sees it): to
+// its thread `tid` as it sees it (from that thread: b's), or process-wide for tid 0 (from the
+// leader).
 Status queue_signals(Builder& b, pid_t self, pid_t tid, capnp::List<capnp::Data>::Reader infos) {
   for (auto info : infos) {
     siginfo_t si{};
@@ -407,40 +408,56 @@ Status queue_signals(Builder& b, pid_t self, pid_t tid, capnp::List<capnp::Data>
   return Status::Ok();
 }
 
-Status restore_signals_and_rseq(Builder& b, wire::ProcessImage::Reader image, pid_t self) {
-  auto sigs = image.getSignals();
-  for (auto h : sigs.getHandlers()) {
+// Signal handlers and the leader's rseq, in one batch.
+Status restore_handlers_and_rseq(Builder& b, wire::ProcessImage::Reader image) {
+  CallBatch batch(b.data_address(), (kScratchPages - 1) * kPage);
+  for (auto h : image.getSignals().getHandlers()) {
     KernelSigaction a{h.getHandler(), h.getFlags(), h.getRestorer(), h.getMask()};
-    auto p = b.put(&a, sizeof a);
-    if (!p) return p.error();
-    if (auto r = b.call("sigaction " + std::to_string(h.getSignal()), SYS_rt_sigaction, h.getSignal(), p.value(), 0, 8); !r)
-      return r.error();
+    uint64_t at = batch.data(&a, sizeof a);
+    if (!at || !batch.add("sigaction " + std::to_string(h.getSignal()), SYS_rt_sigaction, {h.getSignal(), at, 0, 8}))
+      return make_error(ErrorCode::kInvalid, "restore: too many signal handlers");
   }
   auto rseq = image.getRseq();
-  if (rseq.getAddress() != 0) {
-    if (auto r = b.call("rseq", SYS_rseq, rseq.getAddress(), rseq.getLength(), 0, rseq.getSignature()); !r)
-      return r.error();
-  }
-  // Pending signals are queued by the process to itself (allowed for any si_code), while every
-  // signal is still blocked.
-  if (Status s = queue_signals(b, self, self, sigs.getPending()); !s) return s;
-  return queue_signals(b, self, 0, sigs.getPendingShared());
+  if (rseq.getAddress() != 0) batch.add("rseq", SYS_rseq, {rseq.getAddress(), rseq.getLength(), 0, rseq.getSignature()});
+  if (batch.empty()) return Status::Ok();
+  auto r = batch.run(b.tracee());
+  return r ? Status::Ok() : Status(r.error());
 }
 
-Status restore_credentials(Builder& b, wire::ProcessImage::Reader image) {
+// Pending signals are queued by the process to itself, each thread's by the thread itself (only
+// so may a signal with any si_code, such as pthread_kill's SI_TKILL, be queued), while every
+// signal is still blocked: last of all, and not from the code page, whose calls each end in a
+// SIGSTOP (which would discard a pending SIGCONT). `threads`: the threads but the leader, in
+// the image's order, each with a syscall site; `tids`: as the process sees them, leader first.
+Status queue_pending_signals(Builder& b, wire::ProcessImage::Reader image, const std::vector<Tracee*>& threads,
+                             const std::vector<pid_t>& tids) {
+  auto sigs = image.getSignals();
+  pid_t self = tids.at(0);
+  if (Status s = queue_signals(b, self, self, sigs.getPending()); !s) return s;
+  if (Status s = queue_signals(b, self, 0, sigs.getPendingShared()); !s) return s;
+  auto in_image = image.getThreads();
+  for (uint32_t i = 1; i < in_image.size() && i < tids.size() && i - 1 < threads.size(); ++i) {
+    if (in_image[i].getPending().size() == 0) continue;
+    Builder tb(*threads[i - 1], b.data_address());
+    if (Status s = queue_signals(tb, self, tids[i], in_image[i].getPending()); !s) return s;
+  }
+  return Status::Ok();
+}
+
+// A thread's credentials (each thread has its own; glibc's setuid makes every thread call
+// it), as calls added to its batch; nothing for root. False if the batch's area is full.
+bool add_credentials(CallBatch& batch, wire::ProcessImage::Reader image) {
   auto c = image.getCreds();
-  if (c.getUid().size() < 4 || c.getGid().size() < 4) return Status::Ok();
+  if (c.getUid().size() < 4 || c.getGid().size() < 4) return true;
   bool root = c.getUid()[0] == 0 && c.getUid()[1] == 0 && c.getUid()[2] == 0 && c.getGid()[0] == 0 &&
               c.getGid()[1] == 0 && c.getGid()[2] == 0 && c.getGroups().size() == 0;
-  if (root) return Status::Ok();
+  if (root) return true;
   std::vector<uint32_t> groups;
   for (uint32_t g : c.getGroups()) groups.push_back(g);
-  auto p = b.put(groups.data(), groups.size() * sizeof(uint32_t));
-  if (!p) return p.error();
-  if (auto r = b.call("setgroups", SYS_setgroups, groups.size(), p.value()); !r) return r.error();
-  if (auto r = b.call("setresgid", SYS_setresgid, c.getGid()[0], c.getGid()[1], c.getGid()[2]); !r) return r.error();
-  if (auto r = b.call("setresuid", SYS_setresuid, c.getUid()[0], c.getUid()[1], c.getUid()[2]); !r) return r.error();
-  return Status::Ok();
+  uint64_t at = batch.data(groups.data(), groups.size() * sizeof(uint32_t));
+  return (at || groups.empty()) && batch.add("setgroups", SYS_setgroups, {groups.size(), at}) &&
+         batch.add("setresgid", SYS_setresgid, {c.getGid()[0], c.getGid()[1], c.getGid()[2]}) &&
+         batch.add("setresuid", SYS_setresuid, {c.getUid()[0], c.getUid()[1], c.getUid()[2]});
 }
 
 Status restore_cpu(Tracee& t, capnp::Data::Reader raw, capnp::Data::Reader xs, uint64_t blocked) {
@@ -466,16 +483,15 @@ Status restore_cpu(Tracee& t, capnp::Data::Reader raw, capnp::Data::Reader xs, u
   return t.set_regs(regs);
 }
 
-// What a thread has of its own that only it can set (injected in it): rseq (not the leader's:
-// restore_signals_and_rseq did it), alternate stack, robust list, clear_child_tid (the leader's
+// What a thread has of its own that only it can set (run in it): rseq (not the leader's:
+// restore_handlers_and_rseq did it), alternate stack, robust list, clear_child_tid (the leader's
 // only: clone3 sets the others'), name (unless it has the one it was born with, `inherited`).
-// About 50 us an injected call here: each one saved counts per thread.
-Status restore_thread_extras(Builder& b, wire::Thread::Reader th, bool leader, const std::string& inherited = {}) {
+// Added to its batch; false if the batch's area is full.
+bool add_thread_extras(CallBatch& batch, wire::Thread::Reader th, bool leader, const std::string& inherited = {}) {
   auto rseq = th.getRseq();
-  if (!leader && rseq.getAddress() != 0) {
-    if (auto r = b.call("rseq", SYS_rseq, rseq.getAddress(), rseq.getLength(), 0, rseq.getSignature()); !r)
-      return r.error();
-  }
+  if (!leader && rseq.getAddress() != 0 &&
+      !batch.add("rseq", SYS_rseq, {rseq.getAddress(), rseq.getLength(), 0, rseq.getSignature()}))
+    return false;
   auto alt = th.getAltStack();
   if (alt.getBase() != 0 || alt.getSize() != 0) {
     stack_t ss{};
@@ -483,38 +499,40 @@ Status restore_thread_extras(Builder& b, wire::Thread::Reader th, bool leader, c
     ss.ss_size = alt.getSize();
     ss.ss_flags = int(alt.getFlags() & ~uint32_t(SS_ONSTACK));
     if (!(ss.ss_flags & SS_DISABLE)) {
-      auto p = b.put(&ss, sizeof ss);
-      if (!p) return p.error();
-      if (auto r = b.call("sigaltstack", SYS_sigaltstack, p.value(), 0); !r) return r.error();
+      uint64_t at = batch.data(&ss, sizeof ss);
+      if (!at || !batch.add("sigaltstack", SYS_sigaltstack, {at, 0})) return false;
     }
   }
-  if (th.getRobustList() != 0)
-    if (auto r = b.call("set_robust_list", SYS_set_robust_list, th.getRobustList(), th.getRobustListLength()); !r)
-      return r.error();
-  if (leader)
-    if (auto r = b.call("set_tid_address", SYS_set_tid_address, th.getClearChildTid()); !r) return r.error();
+  if (th.getRobustList() != 0 &&
+      !batch.add("set_robust_list", SYS_set_robust_list, {th.getRobustList(), th.getRobustListLength()}))
+    return false;
+  if (leader && !batch.add("set_tid_address", SYS_set_tid_address, {th.getClearChildTid()})) return false;
   if (th.getName().size() > 0 && th.getName() != inherited) {
-    auto p = b.put_string(th.getName());
-    if (!p) return p.error();
-    if (auto r = b.call("name the thread", SYS_prctl, PR_SET_NAME, p.value()); !r) return r.error();
+    std::string name = th.getName();
+    uint64_t at = batch.data(name.c_str(), name.size() + 1);
+    if (!at || !batch.add("name the thread", SYS_prctl, {PR_SET_NAME, at})) return false;
   }
-  return Status::Ok();
+  return true;
 }
 
 }  // namespace
 
-// Step 9b: the threads. Each is made by an injected clone3 in the leader (with its tid, by
-// set_tid, where RestoreOptions keeps the pid), taken as it starts (PTRACE_O_TRACECLONE: it
-// never runs a single instruction of its own before its registers are set), and given what only
-// it can set. Its pending signals are queued by the leader (queue_signals).
+// Step 9b: the threads. The leader makes them all by injected clone3 calls, in batches (with
+// each its tid, by set_tid, where RestoreOptions keeps the pid); each is taken as it starts
+// (PTRACE_O_TRACECLONE: it never runs a single instruction of its own before its registers are
+// set). Then every thread runs, at once, its own batch of what only it can set, and its
+// credentials, from a page of its own in the scratch area (`thread_pages`, one per thread but
+// the leader). About 50 us a stop here: the stops, not the calls, are what a thread costs.
 struct ThreadRestorer {
   RestoredProcess& proc;
   Builder& b;
   wire::ProcessImage::Reader image;
   const RestoreOptions& options;
-  pid_t self;  // the process's pid as it sees it
+  uint64_t thread_pages;
+  std::vector<pid_t> tids_seen;  // each thread's tid as the process sees it, the leader's first
 
-  Status run(bool* tids_kept) {
+  Status run(pid_t self, bool* tids_kept) {
+    tids_seen = {self};
     auto threads = image.getThreads();
     auto schedule = [&](pid_t tid, wire::Thread::Reader th) {
       RestoredProcess::Scheduling s{tid, th.getPolicy(), th.getPriority(), th.getNice(), {}};
@@ -523,58 +541,101 @@ struct ThreadRestorer {
       proc.scheduling_.push_back(std::move(s));
     };
     if (threads.size() == 0) return Status::Ok();  // an image from before threads moved
-    if (Status s = restore_thread_extras(b, threads[0], true); !s) return s;
+    {
+      CallBatch leader(b.data_address(), (kScratchPages - 1) * kPage);
+      if (!add_thread_extras(leader, threads[0], true)) return make_error(ErrorCode::kInvalid, "restore: the leader's extras do not fit");
+      if (auto r = leader.run(*proc.tracee_); !r) return r.error();
+    }
     schedule(proc.tracee_->pid(), threads[0]);
     if (threads.size() == 1) return Status::Ok();
     if (Status s = proc.tracee_->set_trace_clone(true); !s) return s;
+    if (Status s = make_threads(threads, tids_kept); !s) return s;
+    if (Status s = proc.tracee_->set_trace_clone(false); !s) return s;
+    // Each its own batch, all running at once.
+    std::vector<CallBatch> batches;
     for (uint32_t i = 1; i < threads.size(); ++i) {
-      auto th = threads[i];
-      pid_t want = options.pid == 0 ? 0 : pid_t(options.job ? th.getTidInJob() : th.getTid());
-      auto tid = clone_thread(want, th.getClearChildTid());
-      if (!tid && tid.error().code == ErrorCode::kRefused && !options.job) {
-        *tids_kept = false;  // taken on this machine: any tid
-        tid = clone_thread(0, th.getClearChildTid());
-      }
-      if (!tid) return tid.error();
-      pid_t host_tid = proc.tracee_->take_new_thread();
-      if (host_tid <= 0) return make_error(ErrorCode::kInternal, "restore: clone3 made a thread nobody saw start");
-      auto t = Tracee::adopt_new_thread(host_tid);
-      if (!t) return t.error();
-      t.value()->set_syscall_site(proc.tracee_->syscall_site());
-      proc.threads_.push_back(std::move(t).value());
-      Builder tb(*proc.threads_.back(), b.data_address());
-      if (Status s = restore_thread_extras(tb, th, false, threads[0].getName()); !s) return s;  // born with the leader's name
-      if (Status s = queue_signals(b, self, tid.value(), th.getPending()); !s) return s;
-      schedule(host_tid, th);
+      batches.emplace_back(thread_pages + (i - 1) * kPage, kPage);
+      if (!add_thread_extras(batches.back(), threads[i], false, threads[0].getName()) || !add_credentials(batches.back(), image))
+        return make_error(ErrorCode::kInvalid, "restore: what thread " + std::to_string(threads[i].getTid()) +
+                                                   " must set does not fit in its page (too many groups?)");
     }
-    return proc.tracee_->set_trace_clone(false);
+    Status started = Status::Ok();
+    size_t running = 0;
+    for (; running < batches.size() && started; ++running) started = batches[running].start(*proc.threads_[running]);
+    if (!started) --running;
+    for (size_t i = 0; i < running; ++i) {
+      auto r = batches[i].finish(*proc.threads_[i]);
+      if (started && !r) started = r.error();
+    }
+    if (!started) return started;
+    for (uint32_t i = 1; i < threads.size(); ++i) schedule(proc.threads_[i - 1]->pid(), threads[i]);
+    return Status::Ok();
   }
 
-  // A thread of the leader's group, with tid `want` in the process's namespace (0: any) and
-  // its clear_child_tid address (CLONE_CHILD_CLEARTID: no set_tid_address to inject); its tid
-  // there. kRefused when `want` is taken.
-  Result<pid_t> clone_thread(pid_t want, uint64_t clear_child_tid) {
-    struct {
+  // The clone3 calls, as many to a batch as the data pages hold. A tid taken on this machine
+  // (only possible outside a job) is made again with any tid.
+  Status make_threads(capnp::List<wire::Thread>::Reader threads, bool* tids_kept) {
+    struct Args {
       clone_args args;
       pid_t tid;
-    } a{};
-    a.args.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
-    if (clear_child_tid != 0) {
-      a.args.flags |= CLONE_CHILD_CLEARTID;
-      a.args.child_tid = clear_child_tid;
+    };
+    auto args_for = [&](wire::Thread::Reader th, pid_t want, uint64_t at) {
+      Args a{};
+      a.args.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
+      if (th.getClearChildTid() != 0) {  // no set_tid_address to run in it
+        a.args.flags |= CLONE_CHILD_CLEARTID;
+        a.args.child_tid = th.getClearChildTid();
+      }
+      a.tid = want;
+      if (want > 0) {
+        a.args.set_tid = at + offsetof(Args, tid);
+        a.args.set_tid_size = 1;
+      }
+      return a;
+    };
+    for (uint32_t i = 1; i < threads.size();) {
+      CallBatch batch(b.data_address(), (kScratchPages - 1) * kPage);
+      uint32_t first = i;
+      for (; i < threads.size(); ++i) {
+        pid_t want = options.pid == 0 ? 0 : pid_t(options.job ? threads[i].getTidInJob() : threads[i].getTid());
+        Args a = args_for(threads[i], want, batch.next_data_address());  // set_tid points into it
+        uint64_t at = batch.data(&a, sizeof a);
+        if (!at || !batch.add("clone3 (a thread)", SYS_clone3, {at, sizeof(clone_args)}, /*may_fail=*/true)) break;
+      }
+      if (i == first) return make_error(ErrorCode::kInternal, "restore: no room for a clone3 call");
+      auto made = batch.run(*proc.tracee_);
+      if (!made) return made.error();
+      const auto& r = made.value();
+      std::vector<pid_t> host(r.size()), seen(r.size());
+      for (size_t k = 0; k < r.size(); ++k)  // the new threads, in the order they were made
+        if (r[k] >= 0) {
+          seen[k] = pid_t(r[k]);
+          host[k] = proc.tracee_->take_new_thread();
+        }
+      for (size_t k = 0; k < r.size(); ++k) {
+        if (r[k] >= 0) continue;
+        if (r[k] != -EEXIST) return make_error(ErrorCode::kUnavailable, std::string("restore: clone3 (a thread): ") + std::strerror(int(-r[k])));
+        auto th = threads[first + uint32_t(k)];
+        if (options.job) return make_error(ErrorCode::kRefused, "restore: tid " + std::to_string(th.getTidInJob()) + " is taken");
+        *tids_kept = false;  // taken on this machine: any tid
+        Args a = args_for(th, 0, b.data_address());
+        auto at = b.put(&a, sizeof a);
+        if (!at) return at.error();
+        auto one = b.call("clone3 (a thread)", SYS_clone3, at.value(), sizeof(clone_args));
+        if (!one) return one.error();
+        seen[k] = pid_t(one.value());
+        host[k] = proc.tracee_->take_new_thread();
+      }
+      for (size_t k = 0; k < r.size(); ++k) {
+        if (host[k] <= 0) return make_error(ErrorCode::kInternal, "restore: clone3 made a thread nobody saw start");
+        auto t = Tracee::adopt_new_thread(host[k]);
+        if (!t) return t.error();
+        t.value()->set_code_page(proc.tracee_->code_page());
+        proc.threads_.push_back(std::move(t).value());
+        tids_seen.push_back(seen[k]);
+      }
     }
-    a.tid = want;
-    if (want > 0) {  // put() writes at the data address
-      a.args.set_tid = b.data_address() + offsetof(decltype(a), tid);
-      a.args.set_tid_size = 1;
-    }
-    auto at = b.put(&a, sizeof a);
-    if (!at) return at.error();
-    auto r = proc.tracee_->syscall(SYS_clone3, at.value(), sizeof(clone_args));
-    if (!r) return r.error();
-    if (r.value() == -EEXIST) return make_error(ErrorCode::kRefused, "restore: tid " + std::to_string(want) + " is taken");
-    if (r.value() < 0) return make_error(ErrorCode::kUnavailable, std::string("restore: clone3 (a thread): ") + std::strerror(int(-r.value())));
-    return pid_t(r.value());
+    return Status::Ok();
   }
 };
 
@@ -644,21 +705,21 @@ Result<std::unique_ptr<RestoredProcess>> RestoredProcess::build(wire::ProcessIma
   t.set_syscall_site(site.value());
 
   // A scratch area of our own, then the stub's own image and stack go.
-  uint64_t scratch = find_hole(image, stub_maps.value(), kScratchPages * kPage);
+  const uint64_t scratch_bytes = (kScratchPages + std::max<uint64_t>(image.getThreads().size(), 1) - 1) * kPage;
+  uint64_t scratch = find_hole(image, stub_maps.value(), scratch_bytes);
   if (!scratch) return fail(make_error(ErrorCode::kUnavailable, "restore: no free address range for the scratch area"));
-  auto m = t.syscall(SYS_mmap, scratch, kScratchPages * kPage, PROT_READ | PROT_WRITE | PROT_EXEC,
+  auto m = t.syscall(SYS_mmap, scratch, scratch_bytes, PROT_READ | PROT_WRITE | PROT_EXEC,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, uint64_t(-1), 0);
   if (!m || uint64_t(m.value()) != scratch) return fail(make_error(ErrorCode::kUnavailable, "restore: cannot map the scratch area"));
-  const unsigned char code[] = {0x0f, 0x05, 0xcc};  // syscall; int3
-  if (Status s = t.write_memory(scratch, std::as_bytes(std::span(code))); !s) return fail(s.error());
-  t.set_syscall_site(scratch);
+  if (Status s = t.write_memory(scratch, injected_code()); !s) return fail(s.error());
+  t.set_code_page(scratch);
   Builder b(t, scratch + kPage);
   for (const auto& v : stub_maps.value()) {
     if (v.path == "[vdso]" || v.path == "[vvar]" || v.path == "[vvar_vclock]" || v.path == "[vsyscall]") continue;
     if (auto r = b.call("unmap the stub's " + (v.path.empty() ? hex(v.start) : v.path), SYS_munmap, v.start, v.size()); !r)
       return fail(r.error());
   }
-  uint64_t vdso_hole = find_hole(image, stub_maps.value(), 64 * kPage, scratch, scratch + kScratchPages * kPage);
+  uint64_t vdso_hole = find_hole(image, stub_maps.value(), 64 * kPage, scratch, scratch + scratch_bytes);
   if (Status s = move_vdso(b, image, stub_maps.value(), vdso_hole); !s) return fail(s.error());
 
   // Carried files first (their mappings and descriptors use them), then the address space and
@@ -705,7 +766,7 @@ Result<std::unique_ptr<RestoredProcess>> RestoredProcess::build(wire::ProcessIma
     if (!ns) return fail(ns.error());
     self = ns.value().back();
   }
-  if (Status s = restore_signals_and_rseq(b, image, self); !s) return fail(s.error());
+  if (Status s = restore_handlers_and_rseq(b, image); !s) return fail(s.error());
   for (auto t : image.getItimers()) {  // armed again with the time they had left
     itimerval v{};
     v.it_value = {time_t(t.getValueUs() / 1000000), suseconds_t(t.getValueUs() % 1000000)};
@@ -715,29 +776,32 @@ Result<std::unique_ptr<RestoredProcess>> RestoredProcess::build(wire::ProcessIma
     if (auto r = b.call("setitimer " + std::to_string(t.getWhich()), SYS_setitimer, uint64_t(t.getWhich()), p.value(), 0); !r)
       return fail(r.error());
   }
-  if (Status s = ThreadRestorer{*proc, b, image, options, self}.run(&pid_kept); !s) return fail(s.error());
-  {  // POSIX timers, once their threads exist; the threads' tids as the process sees them
-    std::vector<pid_t> tids{self};
-    for (auto& th : proc->threads_) {
-      auto ns = namespace_pids(th->pid());
-      if (!ns) return fail(ns.error());
-      tids.push_back(ns.value().back());
-    }
-    if (Status s = restore_posix_timers(b, image, tids); !s) return fail(s.error());
-  }
-  // Credentials are each thread's own (glibc's setuid makes every thread call it).
-  if (Status s = restore_credentials(b, image); !s) return fail(s.error());
-  for (auto& th : proc->threads_) {
-    Builder tb(*th, b.data_address());
-    if (Status s = restore_credentials(tb, image); !s) return fail(s.error());
+  ThreadRestorer threads{*proc, b, image, options, scratch + kScratchPages * kPage, {}};
+  if (Status s = threads.run(self, &pid_kept); !s) return fail(s.error());
+  // POSIX timers, once their threads exist.
+  if (Status s = restore_posix_timers(b, image, threads.tids_seen); !s) return fail(s.error());
+  {  // The leader's credentials (its threads set theirs).
+    CallBatch creds(b.data_address(), (kScratchPages - 1) * kPage);
+    if (!add_credentials(creds, image)) return fail(make_error(ErrorCode::kInvalid, "restore: too many groups"));
+    if (auto r = creds.run(t); !r) return fail(r.error());
   }
 
-  // The last injected call removes the scratch area, from a syscall instruction of the
-  // restored process's own (its vDSO has one).
+  // The last injected calls queue the pending signals and remove the scratch area, from a
+  // syscall instruction of the restored process's own (its vDSO has one).
   auto own_site = find_syscall_site(pid);
   if (!own_site) return fail(own_site.error());
   t.set_syscall_site(own_site.value());
-  if (auto r = b.call("unmap the scratch area", SYS_munmap, scratch, kScratchPages * kPage); !r) return fail(r.error());
+  t.set_code_page(0);
+  {
+    std::vector<Tracee*> others;
+    for (auto& th : proc->threads_) {
+      th->set_code_page(0);
+      th->set_syscall_site(own_site.value());
+      others.push_back(th.get());
+    }
+    if (Status s = queue_pending_signals(b, image, others, threads.tids_seen); !s) return fail(s.error());
+  }
+  if (auto r = b.call("unmap the scratch area", SYS_munmap, scratch, scratch_bytes); !r) return fail(r.error());
   proc->leader_exits_ = image.getLeaderExited();
   if (image.getLeaderExited()) {
     // Its leader had called pthread_exit: it calls exit again, first thing, and stays a zombie

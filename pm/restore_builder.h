@@ -7,17 +7,22 @@
 #include <sys/syscall.h>
 
 #include <cstdint>
+#include <initializer_list>
+#include <vector>
 #include <cstring>
 #include <span>
 #include <string>
 
 #include "dipc/status.h"
+#include "pm/injected_code.h"
 #include "pm/tracee.h"
 
 namespace ferry::pm {
 
 inline constexpr uint64_t kPage = 4096;
-inline constexpr uint64_t kScratchPages = 4;  // page 0: code; pages 1..3: data for syscall arguments
+// Page 0: the injected code (pm/injected_code.h); pages 1..3: data for syscall arguments; then
+// a page for each thread but the leader, for its own batch of calls.
+inline constexpr uint64_t kScratchPages = 4;
 
 // The stub being rebuilt: injected syscalls with errors that say what failed.
 class Builder {
@@ -55,6 +60,70 @@ class Builder {
  private:
   Tracee& t_;
   uint64_t data_;
+};
+
+// Calls run in one stop (Tracee::run_batch): the data their arguments point to, then their
+// table, laid out in [base, base + size) of the process's memory. `what` names each in errors.
+class CallBatch {
+ public:
+  CallBatch(uint64_t base, size_t size) : base_(base), size_(size) {}
+
+  // Copies bytes into the area; their address there (0 if the area is full).
+  uint64_t data(const void* bytes, size_t n) {
+    size_t at = (data_.size() + 7) & ~size_t(7);
+    if (at + n + (calls_.size() + 1) * kInjectedCallBytes > size_) return 0;
+    data_.resize(at + n);
+    std::memcpy(data_.data() + at, bytes, n);
+    return base_ + at;
+  }
+  // Where data() puts the next bytes (for data that holds its own address).
+  uint64_t next_data_address() const { return base_ + ((data_.size() + 7) & ~size_t(7)); }
+  // False if the area is full.
+  bool add(std::string what, long nr, std::initializer_list<uint64_t> args, bool may_fail = false) {
+    if (table_offset() + (calls_.size() + 1) * kInjectedCallBytes > size_) return false;
+    Tracee::Call c;
+    c.number = nr;
+    size_t i = 0;
+    for (uint64_t a : args) c.args[i++] = a;
+    c.may_fail = may_fail;
+    calls_.push_back(c);
+    what_.push_back(std::move(what));
+    return true;
+  }
+  size_t size() const { return calls_.size(); }
+  bool empty() const { return calls_.empty(); }
+
+  Status start(Tracee& t) {
+    if (!data_.empty())
+      if (Status s = t.write_memory(base_, std::as_bytes(std::span(data_))); !s) return s;
+    return t.start_batch(base_ + table_offset(), calls_);
+  }
+  // The results of all calls; an error naming the first that failed (and was not allowed to).
+  Result<std::vector<long>> finish(Tracee& t) {
+    auto r = t.finish_batch();
+    if (!r) return r.error();
+    const auto& results = r.value();
+    if (results.size() < calls_.size() || (!results.empty() && failed(results.back()) && !calls_[results.size() - 1].may_fail)) {
+      size_t i = results.empty() ? 0 : results.size() - 1;
+      long e = results.empty() ? -EIO : results.back();
+      return make_error(ErrorCode::kUnavailable, "restore: " + what_[i] + ": " + std::strerror(int(-e)));
+    }
+    return r;
+  }
+  Result<std::vector<long>> run(Tracee& t) {
+    if (Status s = start(t); !s) return s.error();
+    return finish(t);
+  }
+  static bool failed(long r) { return r < 0 && r > -4096; }
+
+ private:
+  size_t table_offset() const { return (data_.size() + 63) & ~size_t(63); }
+
+  uint64_t base_;
+  size_t size_;
+  std::vector<std::byte> data_;
+  std::vector<Tracee::Call> calls_;
+  std::vector<std::string> what_;
 };
 
 }  // namespace ferry::pm

@@ -14,6 +14,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "pm/injected_code.h"
+
 namespace ferry::pm {
 namespace {
 
@@ -37,7 +39,8 @@ Status Tracee::stopped() { return wait_stop("freeze"); }
 
 Result<std::unique_ptr<Tracee>> Tracee::seize_started(pid_t pid, bool kill_with_tracer) {
   if (pid <= 0) return make_error(ErrorCode::kInvalid, "invalid pid " + std::to_string(pid));
-  long options = kill_with_tracer ? PTRACE_O_EXITKILL : 0;
+  // Syscall stops told apart from SIGTRAPs (injected calls without a code page use them).
+  long options = PTRACE_O_TRACESYSGOOD | (kill_with_tracer ? PTRACE_O_EXITKILL : 0);
   if (::ptrace(PTRACE_SEIZE, pid, nullptr, reinterpret_cast<void*>(options)) != 0) {
     int err = errno;
     if (err == ESRCH) return make_error(ErrorCode::kNotFound, "no process " + std::to_string(pid));
@@ -64,7 +67,7 @@ Result<std::unique_ptr<Tracee>> Tracee::adopt_exec_stopped_child(pid_t pid) {
     t->attached_ = false;
     return s.error();
   }
-  t->options_ = PTRACE_O_EXITKILL;
+  t->options_ = PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD;
   ::ptrace(PTRACE_SETOPTIONS, pid, nullptr, t->options_);
   return t;
 }
@@ -84,7 +87,10 @@ Result<std::unique_ptr<Tracee>> Tracee::adopt_new_thread(pid_t tid) {
       t->attached_ = false;
       return make_error(ErrorCode::kNotFound, who(tid) + " (a new thread) died before its first stop");
     }
-    if (WIFSTOPPED(status)) return t;
+    if (WIFSTOPPED(status)) {
+      t->options_ = PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD;  // as its process's tracee had
+      return t;
+    }
   }
 }
 
@@ -221,24 +227,106 @@ Status Tracee::write_memory(uint64_t address, std::span<const std::byte> data) {
   return Status::Ok();
 }
 
-Result<long> Tracee::syscall(long number, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5,
-                             uint64_t a6) {
-  if (!syscall_site_) return make_error(ErrorCode::kInternal, "syscall injection without a syscall site");
+Status Tracee::begin_injection() {
   auto saved = regs();
   if (!saved) return saved.error();
-  // Every signal blocked while the call runs: a signal pending at the stop (an interrupt stop is
+  saved_regs_ = saved.value();
+  // Every signal blocked while the calls run: a signal pending at the stop (an interrupt stop is
   // taken before pending signals are dequeued) or arriving meanwhile would otherwise be dequeued
-  // on the way back to user space, into a signal-delivery stop that single-stepping on discards.
-  // Blocked, it stays queued: the capture sees it, or the process gets it when it runs on.
+  // on the way back to user space, into a signal-delivery stop that resuming discards. Blocked,
+  // it stays queued: the capture sees it, or the process gets it when it runs on.
   auto mask = blocked_signals();
   if (!mask) return mask.error();
+  saved_mask_ = mask.value();
   // (The kernel never blocks SIGKILL and SIGSTOP: a mask without them is all blocked already.)
   constexpr uint64_t kUnblockable = (1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1));
-  const bool block = (mask.value() | kUnblockable) != ~uint64_t(0);
-  if (block)
-    if (Status s = set_blocked_signals(~uint64_t(0)); !s) return s.error();
-  user_regs_struct r = saved.value();
-  r.rip = syscall_site_;
+  mask_changed_ = (saved_mask_ | kUnblockable) != ~uint64_t(0);
+  if (mask_changed_)
+    if (Status s = set_blocked_signals(~uint64_t(0)); !s) return s;
+  unblockable_ = 0;
+  return Status::Ok();
+}
+
+Status Tracee::end_injection() {
+  ++injected_;
+  if (Status s = set_regs(saved_regs_); !s) return s;
+  if (mask_changed_)
+    if (Status s = set_blocked_signals(saved_mask_); !s) return s;
+  if (unblockable_) ::kill(pid_, std::exchange(unblockable_, 0));
+  return Status::Ok();
+}
+
+Status Tracee::resume_into_code(const user_regs_struct& r) {
+  if (Status s = set_regs(r); !s) return s;
+  if (::ptrace(PTRACE_CONT, pid_, nullptr, nullptr) != 0) return sys_error(pid_, "PTRACE_CONT", errno);
+  return Status::Ok();
+}
+
+Result<user_regs_struct> Tracee::wait_code_stop(long number) {
+  const uint64_t stopped_at = code_page_ + injected_entry().stopped;
+  for (;;) {
+    int status = 0;
+    if (::waitpid(pid_, &status, __WALL) < 0) {
+      if (errno == EINTR) continue;
+      return sys_error(pid_, "waiting for injected code", errno);
+    }
+    if (WIFEXITED(status) || WIFSIGNALED(status)) {
+      attached_ = false;
+      return make_error(ErrorCode::kNotFound, who(pid_) + " died in injected syscall " + std::to_string(number));
+    }
+    if (!WIFSTOPPED(status)) continue;
+    int sig = WSTOPSIG(status), event = status >> 16;
+    if (event == PTRACE_EVENT_CLONE) {  // an injected clone made a thread (set_trace_clone)
+      unsigned long tid = 0;
+      if (::ptrace(PTRACE_GETEVENTMSG, pid_, nullptr, &tid) == 0) new_threads_.push_back(pid_t(tid));
+    } else if (event == 0 && sig == SIGSTOP) {
+      auto r = regs();
+      if (!r) return r.error();
+      if (r.value().rip == stopped_at) return r.value();  // the code stopped itself
+      unblockable_ = SIGSTOP;  // someone else's: sent again once done
+    } else if (event == 0) {
+      // Every signal is blocked: only a fault of the code itself is delivered (a bad table).
+      return make_error(ErrorCode::kInternal, who(pid_) + ": injected code got signal " + std::to_string(sig) +
+                                                  " in syscall " + std::to_string(number));
+    }
+    // PTRACE_EVENT_STOP: a stray interrupt or a group stop taken on the way; on with the code.
+    if (::ptrace(PTRACE_CONT, pid_, nullptr, nullptr) != 0) return sys_error(pid_, "PTRACE_CONT", errno);
+  }
+}
+
+Result<user_regs_struct> Tracee::run_syscall_stops(const user_regs_struct& r, long number) {
+  if (Status s = set_regs(r); !s) return s.error();
+  bool entered = false;
+  for (;;) {
+    if (::ptrace(PTRACE_SYSCALL, pid_, nullptr, nullptr) != 0) return sys_error(pid_, "PTRACE_SYSCALL", errno);
+    int status = 0;
+    while (::waitpid(pid_, &status, __WALL) < 0)
+      if (errno != EINTR) return sys_error(pid_, "waiting for an injected syscall", errno);
+    if (WIFEXITED(status) || WIFSIGNALED(status)) {
+      attached_ = false;
+      return make_error(ErrorCode::kNotFound, who(pid_) + " died in injected syscall " + std::to_string(number));
+    }
+    if (!WIFSTOPPED(status)) continue;
+    int sig = WSTOPSIG(status), event = status >> 16;
+    if (sig == (SIGTRAP | 0x80)) {  // a syscall stop (PTRACE_O_TRACESYSGOOD)
+      if (entered) return regs();
+      entered = true;
+    } else if (event == PTRACE_EVENT_CLONE) {
+      unsigned long tid = 0;
+      if (::ptrace(PTRACE_GETEVENTMSG, pid_, nullptr, &tid) == 0) new_threads_.push_back(pid_t(tid));
+    } else if (event == 0) {
+      unblockable_ = sig;  // SIGSTOP (all else is blocked): dropped here, sent again once done
+    }
+    // PTRACE_EVENT_STOP: a stray interrupt or a group stop taken before the call: on with it.
+  }
+}
+
+Result<long> Tracee::syscall(long number, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5,
+                             uint64_t a6) {
+  if (!code_page_ && !syscall_site_)
+    return make_error(ErrorCode::kInternal, "syscall injection without a code page or a syscall site");
+  if (Status s = begin_injection(); !s) return s.error();
+  user_regs_struct r = saved_regs_;
   r.rax = uint64_t(number);
   r.orig_rax = uint64_t(-1);  // not inside a syscall: no restart logic on resume
   r.rdi = a1;
@@ -247,39 +335,60 @@ Result<long> Tracee::syscall(long number, uint64_t a1, uint64_t a2, uint64_t a3,
   r.r10 = a4;
   r.r8 = a5;
   r.r9 = a6;
-  if (Status s = set_regs(r); !s) return s.error();
-  if (::ptrace(PTRACE_SINGLESTEP, pid_, nullptr, nullptr) != 0) return sys_error(pid_, "PTRACE_SINGLESTEP", errno);
-  int unblockable = 0;  // SIGSTOP cannot be blocked: sent again once the call is done
-  for (;;) {
-    int status = 0;
-    if (::waitpid(pid_, &status, __WALL) < 0) {
-      if (errno == EINTR) continue;
-      return sys_error(pid_, "waiting for an injected syscall", errno);
-    }
-    if (WIFEXITED(status) || WIFSIGNALED(status)) {
-      attached_ = false;
-      return make_error(ErrorCode::kNotFound, who(pid_) + " died in injected syscall " + std::to_string(number));
-    }
-    // The single-step's trap: a SIGTRAP signal-delivery stop. A PTRACE_EVENT_STOP (also SIGTRAP)
-    // is an interrupt or group stop taken before the syscall ran: step again.
-    if (WIFSTOPPED(status) && WSTOPSIG(status) == SIGTRAP && (status >> 16) == 0) break;
-    // An injected clone made a thread (set_trace_clone): its tid, then on with the step.
-    if (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_CLONE) {
-      unsigned long tid = 0;
-      if (::ptrace(PTRACE_GETEVENTMSG, pid_, nullptr, &tid) == 0) new_thread_ = pid_t(tid);
-    } else if (WIFSTOPPED(status) && (status >> 16) == 0) {
-      unblockable = WSTOPSIG(status);
-    }
-    if (::ptrace(PTRACE_SINGLESTEP, pid_, nullptr, nullptr) != 0) return sys_error(pid_, "PTRACE_SINGLESTEP", errno);
+  long result = 0;
+  if (code_page_) {
+    r.rip = code_page_ + injected_entry().single;
+    if (Status s = resume_into_code(r); !s) return s.error();
+    auto after = wait_code_stop(number);
+    if (!after) return after.error();
+    result = long(after.value().r12);
+  } else {
+    r.rip = syscall_site_;
+    auto after = run_syscall_stops(r, number);
+    if (!after) return after.error();
+    result = long(after.value().rax);
   }
-  auto after = regs();
+  if (Status s = end_injection(); !s) return s.error();
+  return result;
+}
+
+Status Tracee::start_batch(uint64_t table, std::span<const Call> calls) {
+  if (!code_page_) return make_error(ErrorCode::kInternal, "a batch of injected calls without a code page");
+  std::vector<uint64_t> words(calls.size() * kInjectedCallBytes / 8);
+  for (size_t i = 0; i < calls.size(); ++i) {
+    uint64_t* w = &words[i * 8];
+    w[0] = uint64_t(calls[i].number);
+    for (int a = 0; a < 6; ++a) w[1 + a] = calls[i].args[a];
+    w[7] = calls[i].may_fail ? 1 : 0;
+  }
+  if (Status s = write_memory(table, std::as_bytes(std::span(words))); !s) return s;
+  if (Status s = begin_injection(); !s) return s;
+  user_regs_struct r = saved_regs_;
+  r.rip = code_page_ + injected_entry().batch;
+  r.orig_rax = uint64_t(-1);
+  r.rbx = table;
+  r.rbp = calls.size();
+  batch_table_ = table;
+  batch_calls_ = calls.size();
+  return resume_into_code(r);
+}
+
+Result<std::vector<long>> Tracee::finish_batch() {
+  auto after = wait_code_stop(batch_calls_ ? long(batch_calls_) : 0);
   if (!after) return after.error();
-  ++injected_;
-  if (Status s = set_regs(saved.value()); !s) return s.error();
-  if (block)
-    if (Status s = set_blocked_signals(mask.value()); !s) return s.error();
-  if (unblockable) ::kill(pid_, unblockable);
-  return long(after.value().rax);
+  size_t left = size_t(after.value().rbp), made = batch_calls_ - left + (left > 0 ? 1 : 0);
+  std::vector<uint64_t> words(made * kInjectedCallBytes / 8);
+  if (Status s = read_memory(batch_table_, std::as_writable_bytes(std::span(words))); !s) return s.error();
+  if (Status s = end_injection(); !s) return s.error();
+  injected_ += int(made) - 1;
+  std::vector<long> results(made);
+  for (size_t i = 0; i < made; ++i) results[i] = long(words[i * 8 + 7]);
+  return results;
+}
+
+Result<std::vector<long>> Tracee::run_batch(uint64_t table, std::span<const Call> calls) {
+  if (Status s = start_batch(table, calls); !s) return s.error();
+  return finish_batch();
 }
 
 Status Tracee::detach() {

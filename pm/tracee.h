@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <span>
 #include <string>
@@ -70,22 +71,49 @@ class Tracee {
   // Through /proc/PID/mem: writes also into read-only and executable mappings.
   Status write_memory(uint64_t address, std::span<const std::byte> data);
 
-  // Where an injected syscall is executed: the address of a `syscall` instruction (0f 05)
-  // in an executable mapping of the tracee.
+  // Where an injected syscall is executed without a code page: the address of a `syscall`
+  // instruction (0f 05) in an executable mapping of the tracee. The thread is stopped at the
+  // call's entry and exit (PTRACE_SYSCALL): two stops a call, and no signal, so that nothing
+  // of the process changes but what the call does.
   void set_syscall_site(uint64_t address) { syscall_site_ = address; }
   uint64_t syscall_site() const { return syscall_site_; }
+  // Code page: a copy of injected_code() (pm/injected_code.h) at `address` in an executable
+  // mapping of the process (0: none). With one, an injected call takes one stop, and
+  // run_batch() runs many calls in one. The caller unmaps it, after set_code_page(0).
+  void set_code_page(uint64_t address) { code_page_ = address; }
+  uint64_t code_page() const { return code_page_; }
   // Runs one system call in the tracee and returns its raw result (-errno on failure);
   // the tracee's registers and signal mask are left as they were. Every signal is blocked while
   // the call runs, so none is dequeued (and lost) by the injection: signals pending before or
-  // arriving during it stay queued. The call must not change the signal mask itself.
-  // Precondition: a syscall site is set.
+  // arriving during it stay queued (a SIGSTOP that arrives is sent again afterwards). The call
+  // must not change the signal mask itself. Precondition: a code page or a syscall site.
   Result<long> syscall(long number, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0,
                        uint64_t a5 = 0, uint64_t a6 = 0);
+  // A batch (needs a code page): `calls` run one after the other, stopping after the first
+  // that fails unless it may fail. start_batch() writes their table at `table` (the caller's
+  // memory in the process, kInjectedCallBytes a call, argument data already written) and lets
+  // the thread run; finish_batch() waits for it and returns the results of the calls made
+  // (the last is the failure, if one stopped it); registers and signal mask are put back as
+  // with syscall(). Several threads may run their batches at once, each from its own table.
+  struct Call {
+    long number = 0;
+    uint64_t args[6] = {};
+    bool may_fail = false;
+  };
+  Status start_batch(uint64_t table, std::span<const Call> calls);
+  Result<std::vector<long>> finish_batch();
+  Result<std::vector<long>> run_batch(uint64_t table, std::span<const Call> calls);
   int injected_syscalls() const { return injected_; }
   // With `trace_clone` (PTRACE_O_TRACECLONE), a thread that an injected clone creates starts
-  // traced and stopped, and the call's caller gets its tid once from take_new_thread().
+  // traced and stopped, and the call's caller gets its tid once from take_new_thread(), in the
+  // order the threads were made (0: none left).
   Status set_trace_clone(bool trace_clone);
-  pid_t take_new_thread() { return std::exchange(new_thread_, 0); }
+  pid_t take_new_thread() {
+    if (new_threads_.empty()) return 0;
+    pid_t tid = new_threads_.front();
+    new_threads_.pop_front();
+    return tid;
+  }
 
   // Lets the process run on (same as destroying the Tracee, but reports failure).
   Status detach();
@@ -103,15 +131,30 @@ class Tracee {
  private:
   explicit Tracee(pid_t pid, bool child) : pid_(pid), child_(child) {}
   Status wait_stop(const char* what);
+  // Saves registers and mask and blocks every signal, for an injection.
+  Status begin_injection();
+  Status end_injection();
+  // Lets the thread run injected code from `regs` until it stops itself (code page), or through
+  // one system call's entry and exit stops (syscall site); its registers then.
+  Status resume_into_code(const user_regs_struct& regs);
+  Result<user_regs_struct> wait_code_stop(long number);
+  Result<user_regs_struct> run_syscall_stops(const user_regs_struct& regs, long number);
 
   pid_t pid_;
   bool child_;
   bool attached_ = true;
   int mem_fd_ = -1;
   uint64_t syscall_site_ = 0;
+  uint64_t code_page_ = 0;
+  user_regs_struct saved_regs_{};  // during an injection
+  uint64_t saved_mask_ = 0;
+  bool mask_changed_ = false;
+  int unblockable_ = 0;            // a SIGSTOP that arrived during an injection
+  uint64_t batch_table_ = 0;
+  size_t batch_calls_ = 0;
   int injected_ = 0;
   long options_ = 0;
-  pid_t new_thread_ = 0;
+  std::deque<pid_t> new_threads_;
 };
 
 // While alive, the calling thread and the tracee run on one CPU (the one the thread is on), so

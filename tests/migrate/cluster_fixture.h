@@ -36,9 +36,10 @@ class ClusterTest : public ::testing::Test {
     auto r = cluster.up({"--nodes", std::to_string(nodes_)});
     ASSERT_EQ(r.status, 0) << r.err;
   }
-  // A failed test prints what its daemons warned of, so a failure far away (CI) says why.
+  // A failed test prints what its daemons warned of and were doing, so that a failure far
+  // away (CI) says why.
   void TearDown() override {
-    if (HasFailure()) print_daemon_warnings(cluster.dir());
+    if (HasFailure()) print_daemon_logs(cluster.dir());
   }
   // The job's entry in `ferry ps --json` (null if there is none).
   nlohmann::json info(uint64_t gpid) {

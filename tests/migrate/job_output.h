@@ -20,23 +20,28 @@ inline std::string slurp(const std::filesystem::path& p) {
   return s.str();
 }
 
-// Prints every line above info level of each daemon's log under a cluster's directory
-// (master/master.log, NODE/agent.log, NODE/pager.log), at most `limit` lines per log: the
-// post-mortem of a failed test.
-inline void print_daemon_warnings(const std::filesystem::path& cluster_dir, size_t limit = 40) {
+// The post-mortem of a failed test: for each daemon's log under a cluster's directory
+// (master/master.log, NODE/agent.log, NODE/pager.log), its last `warnings` lines above info
+// level and its last `tail` lines of any level (what it was doing when the test gave up).
+inline void print_daemon_logs(const std::filesystem::path& cluster_dir, size_t warnings = 30, size_t tail = 15) {
   std::error_code ec;
   for (auto it = std::filesystem::recursive_directory_iterator(cluster_dir, ec);
        !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
     if (it.depth() > 1 || it->path().extension() != ".log") continue;
     std::istringstream log(slurp(it->path()));
-    std::vector<std::string> lines;
-    for (std::string line; std::getline(log, line);)
-      if (line.find(" info [") == std::string::npos && line.find(" debug [") == std::string::npos) lines.push_back(line);
-    if (lines.empty()) continue;
-    std::fprintf(stderr, "--- %s: %zu warnings and errors%s\n", it->path().c_str(), lines.size(),
-                 lines.size() > limit ? " (the last ones)" : "");
-    for (size_t i = lines.size() > limit ? lines.size() - limit : 0; i < lines.size(); ++i)
-      std::fprintf(stderr, "%s\n", lines[i].c_str());
+    std::vector<std::string> all, above_info;
+    for (std::string line; std::getline(log, line);) {
+      if (line.find(" info [") == std::string::npos && line.find(" debug [") == std::string::npos) above_info.push_back(line);
+      all.push_back(line);
+    }
+    auto last = [](const std::vector<std::string>& lines, size_t n) {
+      for (size_t i = lines.size() > n ? lines.size() - n : 0; i < lines.size(); ++i) std::fprintf(stderr, "  %s\n", lines[i].c_str());
+    };
+    std::fprintf(stderr, "--- %s: %zu warnings and errors, the last %zu:\n", it->path().c_str(), above_info.size(),
+                 std::min(above_info.size(), warnings));
+    last(above_info, warnings);
+    std::fprintf(stderr, "--- %s: its last %zu lines:\n", it->path().c_str(), std::min(all.size(), tail));
+    last(all, tail);
   }
 }
 

@@ -42,6 +42,15 @@ TEST_F(Threads, SixteenThreadsFaultAtOnceAfterALazyMove) {
   EXPECT_EQ(s.status, 0) << s.err;
 }
 
+// A signal that pthread_kill left pending on a thread that blocks it (si_code SI_TKILL, which
+// only the thread itself may queue again) and a SIGTRAP handler (which injected code must not
+// reset): both kept across a lazy and an eager move, caught while the signal waits.
+TEST_F(Threads, ASignalPendingOnAThreadAndASigtrapHandlerSurviveMoves) {
+  std::string reference = expect_same_output_after_moves({program("pending_in_thread"), "24", "100"}, 2, {"", "--eager"},
+                                                         std::chrono::milliseconds(300));
+  EXPECT_NE(reference.find("worker: 1 SIGUSR1 (si_code SI_TKILL)"), std::string::npos) << reference;
+}
+
 // Threads are created and exit all the time: each freeze must catch every thread there is,
 // wait for those on their way out, and leave nothing half done.
 TEST_F(Threads, ThreadsBornAndDyingDuringTheFreeze) {
