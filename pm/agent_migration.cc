@@ -31,6 +31,9 @@ constexpr uint64_t kUffdFeatures = UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_
                                    UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_THREAD_ID |
                                    UFFD_FEATURE_MISSING_SHMEM;  // MAP_SHARED memory is served lazily too
 constexpr auto kOfferTimeout = std::chrono::seconds(5);  // an install takes tens of ms; a silent destination is asked about at the master after this
+// A job whose pages still arrive from its previous node moves once they have: waited for this
+// long at most, then refused (under the CLI's 60 s for a lazy migration, with the offer's time).
+constexpr auto kPagesArrivalWait = std::chrono::seconds(40);
 
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
@@ -98,11 +101,13 @@ const char* mode_name(MigrationPlan::Mode m) {
   return m == MigrationPlan::Mode::kEager ? "eager" : m == MigrationPlan::Mode::kPrecopy ? "precopy" : "lazy";
 }
 
-// How long a caller waits for a migration: a lazy one takes well under a second; an eager one
-// moves all the memory before answering, a precopy copies it while the job runs first.
+// How long a caller waits for a migration: a lazy one takes well under a second, once the
+// job's pages from its last move have arrived (kPagesArrivalWait); an eager one moves all the
+// memory before answering, a precopy copies it while the job runs first.
 std::chrono::milliseconds migrate_timeout(wire::MigrationMode mode) {
-  return mode == wire::MigrationMode::LAZY ? std::chrono::duration_cast<std::chrono::milliseconds>(kOfferTimeout) * 2
-                                           : std::chrono::milliseconds(std::chrono::hours(1));
+  return mode == wire::MigrationMode::LAZY
+             ? std::chrono::duration_cast<std::chrono::milliseconds>(kPagesArrivalWait + kOfferTimeout * 2)
+             : std::chrono::milliseconds(std::chrono::hours(1));
 }
 
 // Whether `to` is a node of the cluster that is alive, from the master's node list.
@@ -163,7 +168,10 @@ void Agent::migrate(dipc::Request& req) {
         return held->fail(usable.error().code, "gpid " + std::to_string(gpid) + " cannot migrate: " + usable.error().message +
                                                    "; it continues on " + options_.node);
       }
-      when_pages_arrived(gpid, Clock::now() + std::chrono::seconds(120), [this, held, gpid, to, plan](Status ready) {
+      if (!it->second.import_label.empty())
+        spdlog::info("{}: gpid {}: its pages still arrive from its previous node; it moves to {} once they have (at most {} s)",
+                     port_.name(), gpid, to, kPagesArrivalWait.count());
+      when_pages_arrived(gpid, Clock::now() + kPagesArrivalWait, [this, held, gpid, to, plan](Status ready) {
       auto it = jobs_.find(gpid);
       if (it == jobs_.end()) return held->fail(ErrorCode::kNotFound, "gpid " + std::to_string(gpid) + " ended before it could migrate");
       if (!ready) {

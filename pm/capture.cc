@@ -28,6 +28,7 @@
 #include <sstream>
 
 #include "pm/capture_checks.h"
+#include "pm/injected_code.h"
 #include "pm/carried_files.h"
 #include "pm/job_namespace.h"
 #include "pm/fifos.h"
@@ -102,31 +103,11 @@ struct KernelSigaction {
   uint64_t handler, flags, restorer, mask;
 };
 
-Status capture_signals(Tracee& t, const StatusInfo& status, uint64_t scratch_at, wire::SignalState::Builder out) {
+// The leader's mask and the pending signals, before any call is injected (pm/tracee.h).
+Status capture_signal_state(Tracee& t, wire::SignalState::Builder out) {
   auto blocked = t.blocked_signals();
   if (!blocked) return blocked.error();
   out.setBlocked(blocked.value());
-  uint64_t non_default = status.sig_caught | status.sig_ignored;
-  std::vector<std::pair<int, KernelSigaction>> actions;
-  Scratch scratch(t, scratch_at, sizeof(KernelSigaction));
-  if (!scratch.ok()) return make_error(ErrorCode::kUnavailable, "no scratch memory to read signal handlers");
-  for (int sig = 1; sig <= 64; ++sig) {
-    if (!((non_default >> (sig - 1)) & 1) || sig == SIGKILL || sig == SIGSTOP) continue;
-    auto rc = t.syscall(SYS_rt_sigaction, uint64_t(sig), 0, scratch.address(), 8);
-    if (!rc) return rc.error();
-    if (rc.value() != 0) return make_error(ErrorCode::kUnavailable, "rt_sigaction(" + std::to_string(sig) + ") failed in the process");
-    KernelSigaction a{};
-    if (Status s = t.read_memory(scratch.address(), std::as_writable_bytes(std::span(&a, 1))); !s) return s;
-    actions.emplace_back(sig, a);
-  }
-  auto list = out.initHandlers(uint32_t(actions.size()));
-  for (uint32_t i = 0; i < actions.size(); ++i) {
-    list[i].setSignal(uint32_t(actions[i].first));
-    list[i].setHandler(actions[i].second.handler);
-    list[i].setFlags(actions[i].second.flags);
-    list[i].setRestorer(actions[i].second.restorer);
-    list[i].setMask(actions[i].second.mask);
-  }
   for (bool shared : {false, true}) {
     auto infos = t.pending_siginfo(shared);
     if (!infos) return infos.error();
@@ -135,6 +116,82 @@ Status capture_signals(Tracee& t, const StatusInfo& status, uint64_t scratch_at,
   }
   return Status::Ok();
 }
+
+// Signal handlers, read by the process itself (rt_sigaction): in one batch into `area` (two
+// pages: the results, then the table) with a code page, else one call at a time into a word of
+// its stack page at `stack_scratch`, saved and put back.
+Status capture_handlers(Tracee& t, const StatusInfo& status, uint64_t area, uint64_t stack_scratch,
+                        wire::SignalState::Builder out) {
+  uint64_t non_default = status.sig_caught | status.sig_ignored;
+  std::vector<int> sigs;
+  for (int sig = 1; sig <= 64; ++sig)
+    if (((non_default >> (sig - 1)) & 1) && sig != SIGKILL && sig != SIGSTOP) sigs.push_back(sig);
+  std::vector<KernelSigaction> actions(sigs.size());
+  if (t.code_page() && !sigs.empty()) {
+    std::vector<Tracee::Call> calls(sigs.size());
+    for (size_t i = 0; i < sigs.size(); ++i) {
+      calls[i].number = SYS_rt_sigaction;
+      calls[i].args[0] = uint64_t(sigs[i]);
+      calls[i].args[2] = area + i * sizeof(KernelSigaction);
+      calls[i].args[3] = 8;
+    }
+    auto r = t.run_batch(area + 64 * sizeof(KernelSigaction), calls);
+    if (!r) return r.error();
+    if (r.value().size() != sigs.size()) return make_error(ErrorCode::kUnavailable, "rt_sigaction(" + std::to_string(sigs[r.value().size() - 1]) + ") failed in the process");
+    if (Status s = t.read_memory(area, std::as_writable_bytes(std::span(actions))); !s) return s;
+  } else if (!sigs.empty()) {
+    Scratch scratch(t, stack_scratch, sizeof(KernelSigaction));
+    if (!scratch.ok()) return make_error(ErrorCode::kUnavailable, "no scratch memory to read signal handlers");
+    for (size_t i = 0; i < sigs.size(); ++i) {
+      auto rc = t.syscall(SYS_rt_sigaction, uint64_t(sigs[i]), 0, scratch.address(), 8);
+      if (!rc) return rc.error();
+      if (rc.value() != 0) return make_error(ErrorCode::kUnavailable, "rt_sigaction(" + std::to_string(sigs[i]) + ") failed in the process");
+      if (Status s = t.read_memory(scratch.address(), std::as_writable_bytes(std::span(&actions[i], 1))); !s) return s;
+    }
+  }
+  auto list = out.initHandlers(uint32_t(actions.size()));
+  for (uint32_t i = 0; i < actions.size(); ++i) {
+    list[i].setSignal(uint32_t(sigs[i]));
+    list[i].setHandler(actions[i].handler);
+    list[i].setFlags(actions[i].flags);
+    list[i].setRestorer(actions[i].restorer);
+    list[i].setMask(actions[i].mask);
+  }
+  return Status::Ok();
+}
+
+// The capture's code page (pm/tracee.h): mapped in the process for the capture, with two pages
+// for the leader's batches and one for each thread's (the leader's too) after the code, and unmapped when
+// it ends, from the process's own syscall instruction. Not mapped (address 0: calls one at a
+// time) when a SIGCONT is pending, which the code's self-sent SIGSTOPs would discard, or when
+// the process cannot map it.
+class CaptureCodePage {
+ public:
+  CaptureCodePage(Tracee& leader, std::vector<Tracee*> threads, size_t page, bool sigcont_pending)
+      : leader_(leader), threads_(std::move(threads)), bytes_((4 + threads_.size()) * page), page_(page) {
+    if (sigcont_pending) return;
+    auto m = leader_.syscall(SYS_mmap, 0, bytes_, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, uint64_t(-1), 0);
+    if (!m || (m.value() < 0 && m.value() > -4096)) return;
+    address_ = uint64_t(m.value());
+    if (!leader_.write_memory(address_, injected_code()).ok()) return;
+    leader_.set_code_page(address_);
+    for (Tracee* t : threads_) t->set_code_page(address_);
+  }
+  ~CaptureCodePage() {
+    if (!address_) return;
+    leader_.set_code_page(0);
+    for (Tracee* t : threads_) t->set_code_page(0);
+    (void)leader_.syscall(SYS_munmap, address_, bytes_);
+  }
+  bool mapped() const { return leader_.code_page() != 0; }
+  uint64_t leader_area() const { return address_ + page_; }         // two pages
+  uint64_t extras_pages() const { return address_ + 3 * page_; }    // the leader's, then each thread's
+ private:
+  Tracee& leader_;
+  std::vector<Tracee*> threads_;
+  size_t bytes_, page_;
+  uint64_t address_ = 0;
+};
 
 // The signal an interval timer sends.
 int timer_signal(int which) { return which == ITIMER_REAL ? SIGALRM : which == ITIMER_VIRTUAL ? SIGVTALRM : SIGPROF; }
@@ -169,18 +226,16 @@ Scheduling read_scheduling(pid_t tid) {
   return s;
 }
 
-// What a thread has of its own. The leader's registers, extended state, mask, pending signals
-// and rseq are in the image's top-level fields; every other thread's go here. The alternate
-// stack and the clear_child_tid address only the thread itself can tell (injected calls, with a
-// word of its stack page as scratch, saved and put back).
-Status capture_thread(Tracee& t, bool leader, uint64_t syscall_site, const Scheduling& sched, size_t page,
-                      wire::Thread::Builder out) {
+// What a thread has of its own that ptrace and /proc tell. The leader's registers, extended
+// state, mask, pending signals and rseq are in the image's top-level fields; every other
+// thread's go here. `sigcont`: set if a SIGCONT waits on it.
+Status capture_thread_state(Tracee& t, bool leader, const Scheduling& sched, wire::Thread::Builder out, bool* sigcont) {
   pid_t tid = t.pid();
   out.setTid(uint32_t(tid));
   if (auto ns = namespace_pids(tid); ns && ns.value().size() == 2) out.setTidInJob(uint32_t(ns.value()[1]));
-  auto regs = t.regs();
-  if (!regs) return regs.error();
   if (!leader) {
+    auto regs = t.regs();
+    if (!regs) return regs.error();
     out.setRegs(as_data(&regs.value(), sizeof regs.value()));
     auto xstate = t.xstate();
     if (!xstate) return xstate.error();
@@ -191,37 +246,18 @@ Status capture_thread(Tracee& t, bool leader, uint64_t syscall_site, const Sched
     auto pending = t.pending_siginfo(false);
     if (!pending) return pending.error();
     auto l = out.initPending(uint32_t(pending.value().size()));
-    for (uint32_t i = 0; i < pending.value().size(); ++i) l.set(i, as_data(pending.value()[i].data(), pending.value()[i].size()));
+    for (uint32_t i = 0; i < pending.value().size(); ++i) {
+      l.set(i, as_data(pending.value()[i].data(), pending.value()[i].size()));
+      siginfo_t si{};
+      std::memcpy(&si, pending.value()[i].data(), std::min(sizeof si, pending.value()[i].size()));
+      if (si.si_signo == SIGCONT) *sigcont = true;
+    }
     auto rseq = t.rseq();
     if (!rseq) return rseq.error();
     auto r = out.initRseq();
     r.setAddress(rseq.value().address);
     r.setLength(rseq.value().length);
     r.setSignature(rseq.value().signature);
-  }
-  t.set_syscall_site(syscall_site);
-  {
-    std::optional<SameCpu> pinned;
-    if (!leader) pinned.emplace(tid);  // the leader's capture pinned it already
-    Scratch scratch(t, regs.value().rsp & ~uint64_t(page - 1), sizeof(stack_t));
-    if (!scratch.ok()) return make_error(ErrorCode::kUnavailable, "thread " + std::to_string(tid) + ": no scratch memory");
-    auto rc = t.syscall(SYS_sigaltstack, 0, scratch.address());
-    if (!rc) return rc.error();
-    stack_t ss{};
-    if (Status st = t.read_memory(scratch.address(), std::as_writable_bytes(std::span(&ss, 1))); !st) return st;
-    if (rc.value() == 0 && (ss.ss_flags & SS_ONSTACK))
-      return make_error(ErrorCode::kRefused, "thread " + std::to_string(tid) +
-                                                 " is running a signal handler on its alternate stack: try again later");
-    auto alt = out.initAltStack();
-    alt.setBase(reinterpret_cast<uint64_t>(ss.ss_sp));
-    alt.setSize(ss.ss_size);
-    alt.setFlags(uint32_t(ss.ss_flags));
-    uint64_t tid_address = 0;
-    rc = t.syscall(SYS_prctl, PR_GET_TID_ADDRESS, scratch.address());
-    if (!rc) return rc.error();
-    if (rc.value() == 0 &&
-        t.read_memory(scratch.address(), std::as_writable_bytes(std::span(&tid_address, 1))).ok())
-      out.setClearChildTid(tid_address);
   }
   uint64_t head = 0;
   size_t length = 0;
@@ -237,6 +273,80 @@ Status capture_thread(Tracee& t, bool leader, uint64_t syscall_site, const Sched
   out.setNice(sched.nice);
   if (sched.has_affinity) out.setAffinity(as_data(&sched.affinity, sizeof sched.affinity));
   return Status::Ok();
+}
+
+// What only a thread itself can tell, read by calls injected in it: its alternate signal stack
+// (sigaltstack) and its clear_child_tid address (PR_GET_TID_ADDRESS).
+struct ThreadExtras {
+  stack_t alt{};
+  uint64_t tid_address = 0;
+  bool has_tid_address = false;
+};
+
+Status store_thread_extras(pid_t tid, const ThreadExtras& x, wire::Thread::Builder out) {
+  if (x.alt.ss_flags & SS_ONSTACK)
+    return make_error(ErrorCode::kRefused, "thread " + std::to_string(tid) +
+                                               " is running a signal handler on its alternate stack: try again later");
+  auto alt = out.initAltStack();
+  alt.setBase(reinterpret_cast<uint64_t>(x.alt.ss_sp));
+  alt.setSize(x.alt.ss_size);
+  alt.setFlags(uint32_t(x.alt.ss_flags));
+  if (x.has_tid_address) out.setClearChildTid(x.tid_address);
+  return Status::Ok();
+}
+
+// Without a code page: one call at a time, with a word of the thread's stack page as scratch,
+// saved and put back.
+Result<ThreadExtras> read_thread_extras(Tracee& t, size_t page) {
+  auto regs = t.regs();
+  if (!regs) return regs.error();
+  SameCpu pinned(t.pid());
+  Scratch scratch(t, regs.value().rsp & ~uint64_t(page - 1), sizeof(stack_t));
+  if (!scratch.ok()) return make_error(ErrorCode::kUnavailable, "thread " + std::to_string(t.pid()) + ": no scratch memory");
+  ThreadExtras x;
+  auto rc = t.syscall(SYS_sigaltstack, 0, scratch.address());
+  if (!rc) return rc.error();
+  if (rc.value() == 0)
+    if (Status st = t.read_memory(scratch.address(), std::as_writable_bytes(std::span(&x.alt, 1))); !st) return st.error();
+  rc = t.syscall(SYS_prctl, PR_GET_TID_ADDRESS, scratch.address());
+  if (!rc) return rc.error();
+  x.has_tid_address = rc.value() == 0 &&
+                      t.read_memory(scratch.address(), std::as_writable_bytes(std::span(&x.tid_address, 1))).ok();
+  return x;
+}
+
+// With a code page: a batch in each thread, all running at once, each from its page (`pages`,
+// one per thread): stack_t at 0, the tid address at 32, the table at 64.
+Result<std::vector<ThreadExtras>> read_thread_extras_at_once(const std::vector<Tracee*>& threads, uint64_t pages, size_t page) {
+  std::vector<ThreadExtras> out(threads.size());
+  Status failed = Status::Ok();
+  size_t running = 0;
+  for (; running < threads.size(); ++running) {
+    uint64_t p = pages + running * page;
+    Tracee::Call calls[2];
+    calls[0].number = SYS_sigaltstack;
+    calls[0].args[1] = p;
+    calls[0].may_fail = true;
+    calls[1].number = SYS_prctl;
+    calls[1].args[0] = PR_GET_TID_ADDRESS;
+    calls[1].args[1] = p + 32;
+    calls[1].may_fail = true;
+    if (failed = threads[running]->start_batch(p + 64, calls); !failed) break;
+  }
+  for (size_t i = 0; i < running; ++i) {
+    auto r = threads[i]->finish_batch();
+    if (!r) {
+      if (failed) failed = r.error();
+      continue;
+    }
+    uint64_t p = pages + i * page;
+    if (r.value().size() > 0 && r.value()[0] == 0)
+      (void)threads[i]->read_memory(p, std::as_writable_bytes(std::span(&out[i].alt, 1)));
+    out[i].has_tid_address = r.value().size() > 1 && r.value()[1] == 0 &&
+                             threads[i]->read_memory(p + 32, std::as_writable_bytes(std::span(&out[i].tid_address, 1))).ok();
+  }
+  if (!failed) return failed.error();
+  return out;
 }
 
 }  // namespace
@@ -447,10 +557,42 @@ Status FrozenProcess::capture(wire::ProcessImage::Builder image, const CaptureOp
   }
   ::close(pagemap);
 
-  // mm fields; brk itself only the process can tell (brk(0) returns it).
   auto syscall_site = find_syscall_site(pid);
   if (!syscall_site) return syscall_site.error();
   tracee_->set_syscall_site(syscall_site.value());
+  for (auto& t : threads_) t->set_syscall_site(syscall_site.value());
+
+  // What ptrace and /proc tell of the signals and of every thread, before any call is injected.
+  if (Status s = capture_signal_state(*tracee_, image.initSignals()); !s) return s;
+  auto threads = image.initThreads(uint32_t(thread_count() + (leader_exited_ ? 1 : 0)));
+  uint32_t next = 0;
+  if (leader_exited_) {
+    // The leader is only its tid and name; the thread that stood in for it is a thread like
+    // the others, and the image's own registers, rseq and signals are no thread's.
+    threads[next].setTid(uint32_t(tgid_));
+    if (auto ns = namespace_pids(tgid_); ns && ns.value().size() == 2) threads[next].setTidInJob(uint32_t(ns.value()[1]));
+    std::string name = read_text(proc(tgid_, "comm"));
+    while (!name.empty() && name.back() == '\n') name.pop_back();
+    threads[next++].setName(name);
+    image.getSignals().initPending(0);
+    image.getSignals().setBlocked(~0ull);
+  }
+  bool sigcont = ((status.value().sig_pending_thread | status.value().sig_pending_shared) >> (SIGCONT - 1)) & 1;
+  std::vector<Tracee*> all{tracee_.get()}, others;
+  std::vector<uint32_t> entry{next};
+  if (Status s = capture_thread_state(*tracee_, !leader_exited_, sched[0], threads[next++], &sigcont); !s) return s;
+  for (size_t i = 0; i < threads_.size(); ++i) {
+    all.push_back(threads_[i].get());
+    others.push_back(threads_[i].get());
+    entry.push_back(next);
+    if (Status s = capture_thread_state(*threads_[i], false, sched[i + 1], threads[next++], &sigcont); !s) return s;
+  }
+
+  // From here calls are injected, from a code page of the capture's when the process can have
+  // one; it is gone when the capture returns.
+  CaptureCodePage code(*tracee_, others, page, sigcont);
+
+  // mm fields; brk itself only the process can tell (brk(0) returns it).
   auto mm = parse_stat_mm(read_text(proc(pid, "stat")));
   if (!mm) return mm.error();
   auto brk = tracee_->syscall(SYS_brk, 0);
@@ -473,7 +615,7 @@ Status FrozenProcess::capture(wire::ProcessImage::Builder image, const CaptureOp
   auto rseq = tracee_->rseq();
   if (!rseq) return rseq.error();
   auto r = image.initRseq();
-  r.setAddress(rseq.value().address);
+  r.setAddress(leader_exited_ ? 0 : rseq.value().address);  // (then the stand-in thread's, in its entry)
   r.setLength(rseq.value().length);
   r.setSignature(rseq.value().signature);
 
@@ -523,10 +665,9 @@ Status FrozenProcess::capture(wire::ProcessImage::Builder image, const CaptureOp
     rl[i].setHard(limits[i].second.rlim_max);
   }
 
-  // Signal handlers are read by the process itself (rt_sigaction), into a word of its stack
-  // page that is saved and put back.
+  // Signal handlers are read by the process itself (rt_sigaction).
   uint64_t scratch = (regs.value().rsp & ~uint64_t(page - 1));
-  if (Status s = capture_signals(*tracee_, status.value(), scratch, image.initSignals()); !s) return s;
+  if (Status s = capture_handlers(*tracee_, status.value(), code.leader_area(), scratch, image.getSignals()); !s) return s;
 
   // setitimer's timers (alarm() among them): only the process can tell.
   {
@@ -556,24 +697,20 @@ Status FrozenProcess::capture(wire::ProcessImage::Builder image, const CaptureOp
     }
   }
 
-  auto threads = image.initThreads(uint32_t(thread_count() + (leader_exited_ ? 1 : 0)));
-  uint32_t next = 0;
-  if (leader_exited_) {
-    // The leader is only its tid and name; the thread that stood in for it is a thread like
-    // the others, and the image's own registers, rseq and signals are no thread's.
-    threads[next].setTid(uint32_t(tgid_));
-    if (auto ns = namespace_pids(tgid_); ns && ns.value().size() == 2) threads[next].setTidInJob(uint32_t(ns.value()[1]));
-    std::string name = read_text(proc(tgid_, "comm"));
-    while (!name.empty() && name.back() == '\n') name.pop_back();
-    threads[next++].setName(name);
-    image.getRseq().setAddress(0);
-    image.getSignals().initPending(0);
-    image.getSignals().setBlocked(~0ull);
+  // What only each thread can tell (its alternate stack, its clear_child_tid address): all at
+  // once with the code page.
+  if (code.mapped()) {
+    auto extras = read_thread_extras_at_once(all, code.extras_pages(), page);
+    if (!extras) return extras.error();
+    for (size_t i = 0; i < all.size(); ++i)
+      if (Status s = store_thread_extras(all[i]->pid(), extras.value()[i], threads[entry[i]]); !s) return s;
+  } else {
+    for (size_t i = 0; i < all.size(); ++i) {
+      auto x = read_thread_extras(*all[i], page);
+      if (!x) return x.error();
+      if (Status s = store_thread_extras(all[i]->pid(), x.value(), threads[entry[i]]); !s) return s;
+    }
   }
-  if (Status s = capture_thread(*tracee_, !leader_exited_, syscall_site.value(), sched[0], page, threads[next++]); !s) return s;
-  for (size_t i = 0; i < threads_.size(); ++i)
-    if (Status s = capture_thread(*threads_[i], false, syscall_site.value(), sched[i + 1], page, threads[next++]); !s)
-      return s;
 
   // timer_create's timers, after the threads and their pending signals (pm/posix_timers.h).
   {
