@@ -226,13 +226,13 @@ Scheduling read_scheduling(pid_t tid) {
   return s;
 }
 
-// What a thread has of its own that ptrace and /proc tell. The leader's registers, extended
+// What a thread has of its own that ptrace and /proc tell (its tid in the job and its name come
+// with its extras). The leader's registers, extended
 // state, mask, pending signals and rseq are in the image's top-level fields; every other
 // thread's go here. `sigcont`: set if a SIGCONT waits on it.
 Status capture_thread_state(Tracee& t, bool leader, const Scheduling& sched, wire::Thread::Builder out, bool* sigcont) {
   pid_t tid = t.pid();
   out.setTid(uint32_t(tid));
-  if (auto ns = namespace_pids(tid); ns && ns.value().size() == 2) out.setTidInJob(uint32_t(ns.value()[1]));
   if (!leader) {
     auto regs = t.regs();
     if (!regs) return regs.error();
@@ -265,9 +265,6 @@ Status capture_thread_state(Tracee& t, bool leader, const Scheduling& sched, wir
     out.setRobustList(head);
     out.setRobustListLength(length);
   }
-  std::string name = read_text("/proc/" + std::to_string(tid) + "/comm");
-  while (!name.empty() && name.back() == '\n') name.pop_back();
-  out.setName(name);
   out.setPolicy(sched.policy);
   out.setPriority(sched.priority);
   out.setNice(sched.nice);
@@ -277,13 +274,18 @@ Status capture_thread_state(Tracee& t, bool leader, const Scheduling& sched, wir
 
 // What only a thread itself can tell, read by calls injected in it: its alternate signal stack
 // (sigaltstack) and its clear_child_tid address (PR_GET_TID_ADDRESS).
+// With them, what /proc would also tell but the thread tells faster: its tid as the process
+// sees it (gettid) and its name (PR_GET_NAME).
 struct ThreadExtras {
   stack_t alt{};
   uint64_t tid_address = 0;
   bool has_tid_address = false;
+  pid_t tid_seen = 0;
+  std::string name;
 };
 
-Status store_thread_extras(pid_t tid, const ThreadExtras& x, wire::Thread::Builder out) {
+// `in_job`: the process is in a job's pid namespace, where tid_seen is the thread's tid.
+Status store_thread_extras(pid_t tid, const ThreadExtras& x, bool in_job, wire::Thread::Builder out) {
   if (x.alt.ss_flags & SS_ONSTACK)
     return make_error(ErrorCode::kRefused, "thread " + std::to_string(tid) +
                                                " is running a signal handler on its alternate stack: try again later");
@@ -292,6 +294,8 @@ Status store_thread_extras(pid_t tid, const ThreadExtras& x, wire::Thread::Build
   alt.setSize(x.alt.ss_size);
   alt.setFlags(uint32_t(x.alt.ss_flags));
   if (x.has_tid_address) out.setClearChildTid(x.tid_address);
+  if (in_job) out.setTidInJob(uint32_t(x.tid_seen));
+  out.setName(x.name);
   return Status::Ok();
 }
 
@@ -312,18 +316,21 @@ Result<ThreadExtras> read_thread_extras(Tracee& t, size_t page) {
   if (!rc) return rc.error();
   x.has_tid_address = rc.value() == 0 &&
                       t.read_memory(scratch.address(), std::as_writable_bytes(std::span(&x.tid_address, 1))).ok();
+  if (auto ns = namespace_pids(t.pid()); ns) x.tid_seen = ns.value().back();
+  x.name = read_text("/proc/" + std::to_string(t.pid()) + "/comm");
+  while (!x.name.empty() && x.name.back() == '\n') x.name.pop_back();
   return x;
 }
 
 // With a code page: a batch in each thread, all running at once, each from its page (`pages`,
-// one per thread): stack_t at 0, the tid address at 32, the table at 64.
+// one per thread): stack_t at 0, the tid address at 32, the name at 40, the table at 64.
 Result<std::vector<ThreadExtras>> read_thread_extras_at_once(const std::vector<Tracee*>& threads, uint64_t pages, size_t page) {
   std::vector<ThreadExtras> out(threads.size());
   Status failed = Status::Ok();
   size_t running = 0;
   for (; running < threads.size(); ++running) {
     uint64_t p = pages + running * page;
-    Tracee::Call calls[2];
+    Tracee::Call calls[4];
     calls[0].number = SYS_sigaltstack;
     calls[0].args[1] = p;
     calls[0].may_fail = true;
@@ -331,6 +338,10 @@ Result<std::vector<ThreadExtras>> read_thread_extras_at_once(const std::vector<T
     calls[1].args[0] = PR_GET_TID_ADDRESS;
     calls[1].args[1] = p + 32;
     calls[1].may_fail = true;
+    calls[2].number = SYS_gettid;
+    calls[3].number = SYS_prctl;
+    calls[3].args[0] = PR_GET_NAME;
+    calls[3].args[1] = p + 40;
     if (failed = threads[running]->start_batch(p + 64, calls); !failed) break;
   }
   for (size_t i = 0; i < running; ++i) {
@@ -339,11 +350,27 @@ Result<std::vector<ThreadExtras>> read_thread_extras_at_once(const std::vector<T
       if (failed) failed = r.error();
       continue;
     }
-    uint64_t p = pages + i * page;
-    if (r.value().size() > 0 && r.value()[0] == 0)
-      (void)threads[i]->read_memory(p, std::as_writable_bytes(std::span(&out[i].alt, 1)));
-    out[i].has_tid_address = r.value().size() > 1 && r.value()[1] == 0 &&
-                             threads[i]->read_memory(p + 32, std::as_writable_bytes(std::span(&out[i].tid_address, 1))).ok();
+    struct {
+      stack_t alt;
+      uint64_t pad;
+      uint64_t tid_address;
+      char name[24];
+    } got{};
+    static_assert(sizeof(stack_t) == 24);
+    if (r.value().size() < 4) {
+      if (failed) failed = make_error(ErrorCode::kUnavailable, "thread " + std::to_string(threads[i]->pid()) + ": its name could not be read");
+      continue;
+    }
+    if (Status st = threads[i]->read_memory(pages + i * page, std::as_writable_bytes(std::span(&got, 1))); !st) {
+      if (failed) failed = st;
+      continue;
+    }
+    if (r.value()[0] == 0) out[i].alt = got.alt;
+    out[i].has_tid_address = r.value()[1] == 0;
+    out[i].tid_address = got.tid_address;
+    out[i].tid_seen = pid_t(r.value()[2]);
+    got.name[15] = '\0';
+    out[i].name = got.name;
   }
   if (!failed) return failed.error();
   return out;
@@ -699,16 +726,17 @@ Status FrozenProcess::capture(wire::ProcessImage::Builder image, const CaptureOp
 
   // What only each thread can tell (its alternate stack, its clear_child_tid address): all at
   // once with the code page.
+  const bool in_job = image.getPidInJob() != 0;
   if (code.mapped()) {
     auto extras = read_thread_extras_at_once(all, code.extras_pages(), page);
     if (!extras) return extras.error();
     for (size_t i = 0; i < all.size(); ++i)
-      if (Status s = store_thread_extras(all[i]->pid(), extras.value()[i], threads[entry[i]]); !s) return s;
+      if (Status s = store_thread_extras(all[i]->pid(), extras.value()[i], in_job, threads[entry[i]]); !s) return s;
   } else {
     for (size_t i = 0; i < all.size(); ++i) {
       auto x = read_thread_extras(*all[i], page);
       if (!x) return x.error();
-      if (Status s = store_thread_extras(all[i]->pid(), x.value(), threads[entry[i]]); !s) return s;
+      if (Status s = store_thread_extras(all[i]->pid(), x.value(), in_job, threads[entry[i]]); !s) return s;
     }
   }
 
