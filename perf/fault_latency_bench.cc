@@ -3,7 +3,9 @@
 //
 // How: a 256 MiB region moved by the pagers of a 2-node local cluster (pager_move.h) with
 // prefetch off, faulted at random by one thread (the fault-around window stays at one page):
-// (or by THREADS threads at once: `ferry-bench threads` asks for 16)
+// (or by THREADS threads at once: `ferry-bench threads` asks for 16; then the reference keeps
+// THREADS raw requests in flight, as the faulting threads keep THREADS faults, and the ratio
+// against one raw request at a time is printed too)
 // the importer's own latency histogram (ferry stat: p50/p90/p99/max, and p0..p100 when the pager
 // gives them) against a raw fi_send/fi_recv request with a 4 KiB reply between two processes on
 // the same addresses and provider (raw_fabric.h). Target: p50 <= 1.5x raw.
@@ -63,9 +65,18 @@ nlohmann::json run(const std::vector<std::string>& args) {
   if (!v.found || v.count == 0)
     return error_entry(name, "no import statistics (state '" + v.state + "')");
   progress("raw libfabric request/reply");
-  nlohmann::json raw = raw_request_reply(rounds, 4096);
+  nlohmann::json single = raw_request_reply(rounds, 4096);
   progress_done();
-  if (raw.contains("error")) return error_entry(name, raw["error"].get<std::string>());
+  if (single.contains("error")) return error_entry(name, single["error"].get<std::string>());
+  // Faults from many threads at once queue behind each other on the wire as raw requests do:
+  // their reference is raw with as many requests in flight.
+  nlohmann::json raw = single;
+  if (threads > 1) {
+    progress("raw libfabric request/reply, " + std::to_string(threads) + " in flight");
+    raw = raw_request_reply_in_flight(rounds, 4096, threads);
+    progress_done();
+    if (raw.contains("error")) return error_entry(name, raw["error"].get<std::string>());
+  }
   const double raw_p50 = raw["p50"], raw_p99 = raw["p99"];
   const double e2e = wall_ms * 1000.0 / double(std::max<uint64_t>(1, v.faults));
   const double ratio = v.p50 / raw_p50, ratio99 = v.p99 / raw_p99;
@@ -75,8 +86,12 @@ nlohmann::json run(const std::vector<std::string>& args) {
   std::cout << fmt::format("{:<44} {:>9.1f} {:>9.1f} {:>9.1f} {:>9.1f}\n",
                            "pager fault service (ferry stat)", v.p50, v.p90, v.p99, v.max);
   std::cout << fmt::format("{:<44} {:>9.1f} {:>9.1f} {:>9.1f} {:>9.1f}\n",
-                           "raw libfabric 4 KiB request/reply", raw_p50, raw["p90"].get<double>(),
-                           raw_p99, raw["max"].get<double>());
+                           "raw libfabric 4 KiB request/reply", single["p50"].get<double>(), single["p90"].get<double>(),
+                           single["p99"].get<double>(), single["max"].get<double>());
+  if (threads > 1)
+    std::cout << fmt::format("{:<44} {:>9.1f} {:>9.1f} {:>9.1f} {:>9.1f}\n",
+                             fmt::format("raw, {} requests in flight", threads), raw_p50, raw["p90"].get<double>(),
+                             raw_p99, raw["max"].get<double>());
   std::cout << fmt::format(
       "  faults {} ({} pages on demand, {} zero pages without traffic, {} "
       "duplicates), state {}\n",
@@ -87,8 +102,11 @@ nlohmann::json run(const std::vector<std::string>& args) {
       wall_ms, e2e);
   if (!source_gone)
     std::cout << "  note: the source's shell outlived the import (killed at cluster down)\n";
-  std::cout << fmt::format("  ratio pager/raw p50: {:.2f} (target <= 1.5: {}), p99: {:.2f}\n",
-                           ratio, verdict(ratio <= kTargetRatio), ratio99);
+  std::cout << fmt::format("  ratio pager/raw{} p50: {:.2f} (target <= 1.5: {}), p99: {:.2f}\n",
+                           threads > 1 ? fmt::format(" ({} in flight)", threads) : "", ratio,
+                           verdict(ratio <= kTargetRatio), ratio99);
+  if (threads > 1)
+    std::cout << fmt::format("  against one request at a time: p50 {:.2f}x\n", v.p50 / single["p50"].get<double>());
   nlohmann::json fault{
       {"p50", v.p50}, {"p90", v.p90}, {"p99", v.p99}, {"max", v.max}, {"n", v.count}};
   if (entry.is_object() && entry.contains("latency_percentiles"))
@@ -104,12 +122,13 @@ nlohmann::json run(const std::vector<std::string>& args) {
             {"process_us_per_fault", e2e},
             {"faulting_threads", threads},
             {"region_mib", mib}}},
-          {"reference", {{"raw_4k_request_reply", raw}}},
+          {"reference", threads > 1 ? nlohmann::json{{"raw_4k_request_reply_in_flight", raw}, {"raw_4k_request_reply", single}}
+                                    : nlohmann::json{{"raw_4k_request_reply", raw}}},
           {"ratio", {{"p50", ratio}, {"p99", ratio99}}},
           {"target", {{"p50_ratio_max", kTargetRatio}}},
           {"checks",
-           {check("fault service p50", v.p50, "us", raw_p50, ratio, "<= 1.5x raw",
-                  ratio <= kTargetRatio),
+           {check("fault service p50", v.p50, "us", raw_p50, ratio,
+                  threads > 1 ? fmt::format("<= 1.5x raw, {} in flight", threads) : "<= 1.5x raw", ratio <= kTargetRatio),
             check("fault service p99", v.p99, "us", raw_p99, ratio99, "-", std::nullopt)}},
           {"provider", kRawProvider},
           {"machine", machine_description()}};

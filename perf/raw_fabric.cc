@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <sstream>
 #include <vector>
 
@@ -118,6 +119,41 @@ int raw_page_client(const std::string& arg, int fd) {
     report(fd, j.dump());
     return 0;
   }
+  if (mode == "rtt-inflight") {
+    // `a` requests of `b` bytes, kept `c` in flight at all times (as `c` threads faulting at
+    // once keep a request each): the latency of each, from its request to its reply (the
+    // server answers in order).
+    uint64_t c = 1;
+    in >> c;
+    const int rounds = int(a), warmup = std::max(100, rounds / 10);
+    const uint32_t size = uint32_t(b);
+    const uint64_t inflight = std::clamp<uint64_t>(c, 1, 256);
+    std::vector<double> out;
+    out.reserve(size_t(rounds));
+    std::deque<Clock::time_point> sent;
+    const uint64_t total = uint64_t(warmup + rounds);
+    uint64_t asked = 0, answered = 0;  // (no reply came before: replies counts from 0 here)
+    while (answered < total) {
+      while (asked < total && sent.size() < inflight) {
+        sent.push_back(Clock::now());
+        ask(size);
+        ++asked;
+      }
+      e.progress();
+      while (replies > answered && !sent.empty()) {
+        if (answered >= uint64_t(warmup))
+          out.push_back(std::chrono::duration<double, std::micro>(Clock::now() - sent.front()).count());
+        sent.pop_front();
+        ++answered;
+      }
+      if (Clock::now() > deadline) return report(fd, "ERROR timed out"), 1;
+    }
+    nlohmann::json j = to_json(summarize(out));
+    j["percentiles"] = percentiles(out);
+    j["in_flight"] = inflight;
+    report(fd, j.dump());
+    return 0;
+  }
   // bulk: `a` bytes in kBulkMessage replies, kBulkInFlight in flight.
   auto transfer = [&](uint64_t bytes) -> bool {
     uint64_t messages = (bytes + kBulkMessage - 1) / kBulkMessage, asked = 0, start = replies;
@@ -165,6 +201,10 @@ nlohmann::json raw_reference(const std::string& what) {
 
 nlohmann::json raw_request_reply(int rounds, uint32_t size) {
   return raw_reference("rtt " + std::to_string(rounds) + " " + std::to_string(size));
+}
+
+nlohmann::json raw_request_reply_in_flight(int rounds, uint32_t size, int in_flight) {
+  return raw_reference("rtt-inflight " + std::to_string(rounds) + " " + std::to_string(size) + " " + std::to_string(in_flight));
 }
 
 nlohmann::json raw_bulk(uint64_t bytes) { return raw_reference("bulk " + std::to_string(bytes)); }

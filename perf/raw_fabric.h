@@ -22,6 +22,9 @@ inline constexpr int kBulkInFlight = 4;  // and how many it keeps in flight
 // Round trips of `size`-byte replies, one at a time: {p50, p90, p99, mean, max, n,
 // percentiles: [p0 .. p100] (101 values, us)}, or {error}.
 nlohmann::json raw_request_reply(int rounds, uint32_t size);
+// The same requests kept `in_flight` at once (as that many threads faulting at once keep one
+// each): each one's latency, from its request to its reply; the same fields.
+nlohmann::json raw_request_reply_in_flight(int rounds, uint32_t size, int in_flight);
 // `bytes` in 1 MiB replies, 4 in flight, after a 32 MiB warm-up: {bytes, ms, mib_s}, or {error}.
 nlohmann::json raw_bulk(uint64_t bytes);
 // The best of `runs` such transfers (fresh processes each: what the link can do when nothing

@@ -1,6 +1,7 @@
 // threads: what threads cost a migration. The downtime of a 1 GiB job with 1, 8, 64 and 256
 // threads (the job's own output shows it, as in `downtime`), the cost per thread, and the
-// pager's fault service with 16 threads faulting at once against a raw libfabric round trip.
+// pager's fault service with 16 threads faulting at once against raw libfabric round trips
+// with 16 requests in flight (the same queueing on the wire), and one at a time.
 //
 // How: a memory_job (random-10%) with THREADS - 1 more threads waiting on a condition variable
 // (a runtime's idle pool) runs on n1 of a 2-node local cluster and is moved lazily to n2; three
@@ -122,8 +123,9 @@ Register reg({"threads",
               "A memory_job (1 GiB, random-10%) with 1, 8, 64 and 256 threads, the others idle on a condition "
               "variable, moved lazily between the two nodes of a local cluster: its downtime from its own output, "
               "three runs each (median), and the cost per thread (the slope). Then the pager's fault service with 16 "
-              "threads faulting at once against a raw libfabric 4 KiB request/reply in the same run. Targets: "
-              "downtime below 10 ms + 50 us per thread; fault p50 within 1.5x raw.",
+              "threads faulting at once against a raw libfabric 4 KiB request/reply with 16 requests in flight "
+              "(and one at a time), in the same run. Targets: downtime below 10 ms + 50 us per thread; fault p50 "
+              "within 1.5x raw.",
               "[THREADS=1,8,64,256] [MIB=1024] [RUNS=3] [FAULT_MIB=256]"});
 
 }  // namespace
