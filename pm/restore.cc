@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <chrono>
 #include <cstddef>
 #include <cstring>
@@ -180,6 +181,23 @@ Status move_vdso(Builder& b, wire::ProcessImage::Reader image, const std::vector
 
 // `carried`: the descriptors of the image's carried files (pm/carried_files.h), by index.
 Status map_vmas(Builder& b, wire::ProcessImage::Reader image, const std::vector<int>& carried) {
+  // Mappings without a file to open (anonymous memory, thread stacks and their guards, carried
+  // files) go in batches; a file's needs its descriptor first, one call at a time.
+  std::optional<CallBatch> batch;
+  auto flush = [&]() -> Status {
+    if (!batch || batch->empty()) return Status::Ok();
+    auto r = batch->run(b.tracee());
+    batch.reset();
+    return r ? Status::Ok() : Status(r.error());
+  };
+  auto add = [&](std::string what, std::initializer_list<uint64_t> args) -> Status {
+    for (int tries = 0; tries < 2; ++tries) {
+      if (!batch) batch.emplace(b.data_address(), (kScratchPages - 1) * kPage);
+      if (batch->add(what, SYS_mmap, args)) return Status::Ok();
+      if (Status s = flush(); !s) return s;
+    }
+    return make_error(ErrorCode::kInternal, "restore: " + what + ": no room in a batch");
+  };
   for (auto v : image.getVmas()) {
     auto kind = v.getKind();
     if (is_vdso_kind(kind) || kind == wire::Vma::Kind::VSYSCALL) continue;
@@ -187,15 +205,16 @@ Status map_vmas(Builder& b, wire::ProcessImage::Reader image, const std::vector<
     std::string where = "map " + hex(start) + "-" + hex(v.getEnd());
     int share = v.getShared() ? MAP_SHARED : MAP_PRIVATE;
     if (kind == wire::Vma::Kind::SHARED_MEMORY && v.getCarried() == 0) {  // MAP_SHARED anonymous memory
-      auto m = b.call(where + " (shared)", SYS_mmap, start, len, v.getProt(), uint64_t(MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED),
-                      uint64_t(-1), 0);
-      if (!m) return m.error();
+      if (Status s = add(where + " (shared)", {start, len, v.getProt(), uint64_t(MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED), uint64_t(-1), 0}); !s)
+        return s;
     } else if (v.getCarried() != 0) {
       if (v.getCarried() > carried.size()) return make_error(ErrorCode::kInvalid, "restore: " + where + " names no carried file");
-      auto m = b.call(where + " (" + std::string(v.getPath()) + ", carried)", SYS_mmap, start, len, v.getProt(),
-                      uint64_t(share | MAP_FIXED), uint64_t(carried[v.getCarried() - 1]), v.getOffset());
-      if (!m) return m.error();
+      if (Status s = add(where + " (" + std::string(v.getPath()) + ", carried)",
+                         {start, len, v.getProt(), uint64_t(share | MAP_FIXED), uint64_t(carried[v.getCarried() - 1]), v.getOffset()});
+          !s)
+        return s;
     } else if (kind == wire::Vma::Kind::FILE) {
+      if (Status s = flush(); !s) return s;
       std::string path = v.getPath();
       struct stat st {};
       if (::stat(path.c_str(), &st) != 0 || st.st_ino != v.getInode())
@@ -211,11 +230,10 @@ Status map_vmas(Builder& b, wire::ProcessImage::Reader image, const std::vector<
       if (!m) return m.error();
     } else {
       int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | (v.getGrowsDown() ? MAP_GROWSDOWN : 0);
-      auto m = b.call(where, SYS_mmap, start, len, v.getProt(), uint64_t(flags), uint64_t(-1), 0);
-      if (!m) return m.error();
+      if (Status s = add(where, {start, len, v.getProt(), uint64_t(flags), uint64_t(-1), 0}); !s) return s;
     }
   }
-  return Status::Ok();
+  return flush();
 }
 
 // The lazy variant: a userfaultfd made by the process itself (it is still privileged here),
