@@ -103,18 +103,26 @@ struct KernelSigaction {
   uint64_t handler, flags, restorer, mask;
 };
 
-// The leader's mask and the pending signals, before any call is injected (pm/tracee.h).
+// The process-wide pending signals, as they are now.
+Status capture_pending_shared(Tracee& t, wire::SignalState::Builder out) {
+  auto infos = t.pending_siginfo(true);
+  if (!infos) return infos.error();
+  auto l = out.initPendingShared(uint32_t(infos.value().size()));
+  for (uint32_t i = 0; i < infos.value().size(); ++i) l.set(i, as_data(infos.value()[i].data(), infos.value()[i].size()));
+  return Status::Ok();
+}
+
+// The leader's mask and the pending signals, before any call is injected (pm/tracee.h). The
+// process-wide ones are read again with the interval timers.
 Status capture_signal_state(Tracee& t, wire::SignalState::Builder out) {
   auto blocked = t.blocked_signals();
   if (!blocked) return blocked.error();
   out.setBlocked(blocked.value());
-  for (bool shared : {false, true}) {
-    auto infos = t.pending_siginfo(shared);
-    if (!infos) return infos.error();
-    auto l = shared ? out.initPendingShared(uint32_t(infos.value().size())) : out.initPending(uint32_t(infos.value().size()));
-    for (uint32_t i = 0; i < infos.value().size(); ++i) l.set(i, as_data(infos.value()[i].data(), infos.value()[i].size()));
-  }
-  return Status::Ok();
+  auto infos = t.pending_siginfo(false);
+  if (!infos) return infos.error();
+  auto l = out.initPending(uint32_t(infos.value().size()));
+  for (uint32_t i = 0; i < infos.value().size(); ++i) l.set(i, as_data(infos.value()[i].data(), infos.value()[i].size()));
+  return capture_pending_shared(t, out);
 }
 
 // Signal handlers, read by the process itself (rt_sigaction): in one batch into `area` (two
@@ -196,15 +204,6 @@ class CaptureCodePage {
 // The signal an interval timer sends.
 int timer_signal(int which) { return which == ITIMER_REAL ? SIGALRM : which == ITIMER_VIRTUAL ? SIGVTALRM : SIGPROF; }
 
-// Whether the process-wide pending signals the capture read hold `sig`.
-bool pending_shared(wire::SignalState::Reader signals, int sig) {
-  for (auto info : signals.getPendingShared()) {
-    siginfo_t si{};
-    std::memcpy(&si, info.begin(), std::min(sizeof si, size_t(info.size())));
-    if (si.si_signo == sig) return true;
-  }
-  return false;
-}
 
 // How a thread is scheduled, read from outside. Read before SameCpu pins anything.
 struct Scheduling {
@@ -696,24 +695,53 @@ Status FrozenProcess::capture(wire::ProcessImage::Builder image, const CaptureOp
   uint64_t scratch = (regs.value().rsp & ~uint64_t(page - 1));
   if (Status s = capture_handlers(*tracee_, status.value(), code.leader_area(), scratch, image.getSignals()); !s) return s;
 
-  // setitimer's timers (alarm() among them): only the process can tell.
+  // setitimer's timers (alarm() among them): only the process can tell. A timer keeps running
+  // while the process is frozen: when it expires the kernel queues its signal and arms it again
+  // only once the signal is taken. So the timers are read between two looks at the
+  // process-wide pending signals, again if a timer's signal came in between, and the image
+  // keeps the second look.
   {
     Scratch timer_scratch(*tracee_, scratch, sizeof(itimerval));
     if (!timer_scratch.ok()) return make_error(ErrorCode::kUnavailable, "no scratch memory to read interval timers");
+    auto timer_signals_pending = [&]() -> Result<uint32_t> {
+      auto infos = tracee_->pending_siginfo(true);
+      if (!infos) return infos.error();
+      uint32_t bits = 0;
+      for (const auto& info : infos.value()) {
+        siginfo_t si{};
+        std::memcpy(&si, info.data(), std::min(sizeof si, info.size()));
+        for (int which : {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF})
+          if (si.si_signo == timer_signal(which)) bits |= 1u << which;
+      }
+      return bits;
+    };
     std::vector<std::pair<int, itimerval>> armed;
-    for (int which : {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF}) {
-      auto rc = tracee_->syscall(SYS_getitimer, uint64_t(which), timer_scratch.address());
-      if (!rc) return rc.error();
-      itimerval v{};
-      if (rc.value() != 0) continue;
-      if (Status st = tracee_->read_memory(timer_scratch.address(), std::as_writable_bytes(std::span(&v, 1))); !st) return st;
-      // A periodic timer whose signal waits undelivered shows no time left: the kernel arms it
-      // again when the signal is taken, which the copy queued on the destination will not do.
-      // Its next expiration is a period away.
-      bool interval = v.it_interval.tv_sec != 0 || v.it_interval.tv_usec != 0;
-      if (v.it_value.tv_sec == 0 && v.it_value.tv_usec == 0 && interval && pending_shared(image.getSignals(), timer_signal(which)))
-        v.it_value = v.it_interval;
-      if (v.it_value.tv_sec != 0 || v.it_value.tv_usec != 0) armed.emplace_back(which, v);
+    for (int look = 0;; ++look) {
+      auto before = timer_signals_pending();
+      if (!before) return before.error();
+      armed.clear();
+      std::vector<std::pair<int, itimerval>> read;
+      for (int which : {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF}) {
+        auto rc = tracee_->syscall(SYS_getitimer, uint64_t(which), timer_scratch.address());
+        if (!rc) return rc.error();
+        itimerval v{};
+        if (rc.value() != 0) continue;
+        if (Status st = tracee_->read_memory(timer_scratch.address(), std::as_writable_bytes(std::span(&v, 1))); !st) return st;
+        read.emplace_back(which, v);
+      }
+      if (Status s = capture_pending_shared(*tracee_, image.getSignals()); !s) return s;
+      auto after = timer_signals_pending();
+      if (!after) return after.error();
+      if (after.value() != before.value() && look < 4) continue;
+      for (auto [which, v] : read) {
+        // A periodic timer whose signal waits undelivered shows no time left: the copy queued
+        // on the destination will not arm it again. Its next expiration is a period away.
+        bool interval = v.it_interval.tv_sec != 0 || v.it_interval.tv_usec != 0;
+        if (v.it_value.tv_sec == 0 && v.it_value.tv_usec == 0 && interval && ((after.value() >> which) & 1))
+          v.it_value = v.it_interval;
+        if (v.it_value.tv_sec != 0 || v.it_value.tv_usec != 0) armed.emplace_back(which, v);
+      }
+      break;
     }
     auto list = image.initItimers(uint32_t(armed.size()));
     for (uint32_t i = 0; i < armed.size(); ++i) {

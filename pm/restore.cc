@@ -540,7 +540,8 @@ bool add_thread_extras(CallBatch& batch, wire::Thread::Reader th, bool leader, c
 // (PTRACE_O_TRACECLONE: it never runs a single instruction of its own before its registers are
 // set). Then every thread runs, at once, its own batch of what only it can set, and its
 // credentials, from a page of its own in the scratch area (`thread_pages`, one per thread but
-// the leader). About 50 us a stop here: the stops, not the calls, are what a thread costs.
+// the leader). The stops and the tracer's ptrace calls around each, not the calls themselves,
+// are what a thread costs (docs/CAPTURE-RESTORE.md, "Cost").
 struct ThreadRestorer {
   RestoredProcess& proc;
   Builder& b;

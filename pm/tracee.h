@@ -79,7 +79,9 @@ class Tracee {
   uint64_t syscall_site() const { return syscall_site_; }
   // Code page: a copy of injected_code() (pm/injected_code.h) at `address` in an executable
   // mapping of the process (0: none). With one, an injected call takes one stop, and
-  // run_batch() runs many calls in one. The caller unmaps it, after set_code_page(0).
+  // run_batch() runs many calls in one. Each such stop is a SIGSTOP the thread sends itself,
+  // which discards a pending SIGCONT: without a code page when one may be pending. The caller
+  // unmaps the page, after set_code_page(0).
   void set_code_page(uint64_t address) { code_page_ = address; }
   uint64_t code_page() const { return code_page_; }
   // Runs one system call in the tracee and returns its raw result (-errno on failure);
