@@ -37,6 +37,7 @@
 #include "pm/unix_sockets.h"
 #include "pm/proc_info.h"
 #include "pm/restore.h"
+#include "pm/restore_builder.h"
 
 namespace ferry::pm {
 namespace {
@@ -103,12 +104,23 @@ struct KernelSigaction {
   uint64_t handler, flags, restorer, mask;
 };
 
+using SigInfos = std::vector<std::vector<std::byte>>;  // raw siginfo_t each (Tracee::pending_siginfo)
+
+int signal_number(const std::vector<std::byte>& info) {
+  siginfo_t si{};
+  std::memcpy(&si, info.data(), std::min(sizeof si, info.size()));
+  return si.si_signo;
+}
+
+void store_siginfos(capnp::List<capnp::Data>::Builder list, const SigInfos& infos) {
+  for (uint32_t i = 0; i < infos.size(); ++i) list.set(i, as_data(infos[i].data(), infos[i].size()));
+}
+
 // The process-wide pending signals, as they are now.
 Status capture_pending_shared(Tracee& t, wire::SignalState::Builder out) {
   auto infos = t.pending_siginfo(true);
   if (!infos) return infos.error();
-  auto l = out.initPendingShared(uint32_t(infos.value().size()));
-  for (uint32_t i = 0; i < infos.value().size(); ++i) l.set(i, as_data(infos.value()[i].data(), infos.value()[i].size()));
+  store_siginfos(out.initPendingShared(uint32_t(infos.value().size())), infos.value());
   return Status::Ok();
 }
 
@@ -120,8 +132,7 @@ Status capture_signal_state(Tracee& t, wire::SignalState::Builder out) {
   out.setBlocked(blocked.value());
   auto infos = t.pending_siginfo(false);
   if (!infos) return infos.error();
-  auto l = out.initPending(uint32_t(infos.value().size()));
-  for (uint32_t i = 0; i < infos.value().size(); ++i) l.set(i, as_data(infos.value()[i].data(), infos.value()[i].size()));
+  store_siginfos(out.initPending(uint32_t(infos.value().size())), infos.value());
   return capture_pending_shared(t, out);
 }
 
@@ -244,13 +255,9 @@ Status capture_thread_state(Tracee& t, bool leader, const Scheduling& sched, wir
     out.setBlocked(blocked.value());
     auto pending = t.pending_siginfo(false);
     if (!pending) return pending.error();
-    auto l = out.initPending(uint32_t(pending.value().size()));
-    for (uint32_t i = 0; i < pending.value().size(); ++i) {
-      l.set(i, as_data(pending.value()[i].data(), pending.value()[i].size()));
-      siginfo_t si{};
-      std::memcpy(&si, pending.value()[i].data(), std::min(sizeof si, pending.value()[i].size()));
-      if (si.si_signo == SIGCONT) *sigcont = true;
-    }
+    store_siginfos(out.initPending(uint32_t(pending.value().size())), pending.value());
+    for (const auto& info : pending.value())
+      if (signal_number(info) == SIGCONT) *sigcont = true;
     auto rseq = t.rseq();
     if (!rseq) return rseq.error();
     auto r = out.initRseq();
@@ -322,56 +329,38 @@ Result<ThreadExtras> read_thread_extras(Tracee& t, size_t page) {
 }
 
 // With a code page: a batch in each thread, all running at once, each from its page (`pages`,
-// one per thread): stack_t at 0, the tid address at 32, the name at 40, the table at 64.
+// one per thread), where the calls write what they read.
 Result<std::vector<ThreadExtras>> read_thread_extras_at_once(const std::vector<Tracee*>& threads, uint64_t pages, size_t page) {
+  struct Read {
+    stack_t alt;
+    uint64_t tid_address;
+    char name[16];
+  };
+  std::vector<CallBatch> batches;
+  std::vector<uint64_t> at;
+  for (size_t i = 0; i < threads.size(); ++i) {
+    CallBatch& b = batches.emplace_back(pages + i * page, page, "capture of thread " + std::to_string(threads[i]->pid()));
+    Read zero{};
+    uint64_t r = b.data(&zero, sizeof zero);
+    at.push_back(r);
+    b.add("sigaltstack", SYS_sigaltstack, {0, r + offsetof(Read, alt)}, /*may_fail=*/true);
+    b.add("PR_GET_TID_ADDRESS", SYS_prctl, {PR_GET_TID_ADDRESS, r + offsetof(Read, tid_address)}, /*may_fail=*/true);
+    b.add("gettid", SYS_gettid, {});
+    b.add("PR_GET_NAME", SYS_prctl, {PR_GET_NAME, r + offsetof(Read, name)});
+  }
+  auto results = run_at_once(batches, threads);
+  if (!results) return results.error();
   std::vector<ThreadExtras> out(threads.size());
-  Status failed = Status::Ok();
-  size_t running = 0;
-  for (; running < threads.size(); ++running) {
-    uint64_t p = pages + running * page;
-    Tracee::Call calls[4];
-    calls[0].number = SYS_sigaltstack;
-    calls[0].args[1] = p;
-    calls[0].may_fail = true;
-    calls[1].number = SYS_prctl;
-    calls[1].args[0] = PR_GET_TID_ADDRESS;
-    calls[1].args[1] = p + 32;
-    calls[1].may_fail = true;
-    calls[2].number = SYS_gettid;
-    calls[3].number = SYS_prctl;
-    calls[3].args[0] = PR_GET_NAME;
-    calls[3].args[1] = p + 40;
-    if (failed = threads[running]->start_batch(p + 64, calls); !failed) break;
-  }
-  for (size_t i = 0; i < running; ++i) {
-    auto r = threads[i]->finish_batch();
-    if (!r) {
-      if (failed) failed = r.error();
-      continue;
-    }
-    struct {
-      stack_t alt;
-      uint64_t pad;
-      uint64_t tid_address;
-      char name[24];
-    } got{};
-    static_assert(sizeof(stack_t) == 24);
-    if (r.value().size() < 4) {
-      if (failed) failed = make_error(ErrorCode::kUnavailable, "thread " + std::to_string(threads[i]->pid()) + ": its name could not be read");
-      continue;
-    }
-    if (Status st = threads[i]->read_memory(pages + i * page, std::as_writable_bytes(std::span(&got, 1))); !st) {
-      if (failed) failed = st;
-      continue;
-    }
-    if (r.value()[0] == 0) out[i].alt = got.alt;
-    out[i].has_tid_address = r.value()[1] == 0;
+  for (size_t i = 0; i < threads.size(); ++i) {
+    const auto& r = results.value()[i];
+    Read got{};
+    if (Status st = threads[i]->read_memory(at[i], std::as_writable_bytes(std::span(&got, 1))); !st) return st.error();
+    if (r[0] == 0) out[i].alt = got.alt;
+    out[i].has_tid_address = r[1] == 0;
     out[i].tid_address = got.tid_address;
-    out[i].tid_seen = pid_t(r.value()[2]);
-    got.name[15] = '\0';
-    out[i].name = got.name;
+    out[i].tid_seen = pid_t(r[2]);
+    out[i].name.assign(got.name, strnlen(got.name, sizeof got.name));
   }
-  if (!failed) return failed.error();
   return out;
 }
 
@@ -707,12 +696,9 @@ Status FrozenProcess::capture(wire::ProcessImage::Builder image, const CaptureOp
       auto infos = tracee_->pending_siginfo(true);
       if (!infos) return infos.error();
       uint32_t bits = 0;
-      for (const auto& info : infos.value()) {
-        siginfo_t si{};
-        std::memcpy(&si, info.data(), std::min(sizeof si, info.size()));
+      for (const auto& info : infos.value())
         for (int which : {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF})
-          if (si.si_signo == timer_signal(which)) bits |= 1u << which;
-      }
+          if (signal_number(info) == timer_signal(which)) bits |= 1u << which;
       return bits;
     };
     std::vector<std::pair<int, itimerval>> armed;

@@ -192,7 +192,7 @@ Status map_vmas(Builder& b, wire::ProcessImage::Reader image, const std::vector<
   };
   auto add = [&](std::string what, std::initializer_list<uint64_t> args) -> Status {
     for (int tries = 0; tries < 2; ++tries) {
-      if (!batch) batch.emplace(b.data_address(), (kScratchPages - 1) * kPage);
+      if (!batch) batch.emplace(b.batch());
       if (batch->add(what, SYS_mmap, args)) return Status::Ok();
       if (Status s = flush(); !s) return s;
     }
@@ -428,7 +428,7 @@ Status queue_signals(Builder& b, pid_t self, pid_t tid, capnp::List<capnp::Data>
 
 // Signal handlers and the leader's rseq, in one batch.
 Status restore_handlers_and_rseq(Builder& b, wire::ProcessImage::Reader image) {
-  CallBatch batch(b.data_address(), (kScratchPages - 1) * kPage);
+  CallBatch batch = b.batch();
   for (auto h : image.getSignals().getHandlers()) {
     KernelSigaction a{h.getHandler(), h.getFlags(), h.getRestorer(), h.getMask()};
     uint64_t at = batch.data(&a, sizeof a);
@@ -561,7 +561,7 @@ struct ThreadRestorer {
     };
     if (threads.size() == 0) return Status::Ok();  // an image from before threads moved
     {
-      CallBatch leader(b.data_address(), (kScratchPages - 1) * kPage);
+      CallBatch leader = b.batch();
       if (!add_thread_extras(leader, threads[0], true)) return make_error(ErrorCode::kInvalid, "restore: the leader's extras do not fit");
       if (auto r = leader.run(*proc.tracee_); !r) return r.error();
     }
@@ -578,15 +578,9 @@ struct ThreadRestorer {
         return make_error(ErrorCode::kInvalid, "restore: what thread " + std::to_string(threads[i].getTid()) +
                                                    " must set does not fit in its page (too many groups?)");
     }
-    Status started = Status::Ok();
-    size_t running = 0;
-    for (; running < batches.size() && started; ++running) started = batches[running].start(*proc.threads_[running]);
-    if (!started) --running;
-    for (size_t i = 0; i < running; ++i) {
-      auto r = batches[i].finish(*proc.threads_[i]);
-      if (started && !r) started = r.error();
-    }
-    if (!started) return started;
+    std::vector<Tracee*> each;
+    for (auto& t : proc.threads_) each.push_back(t.get());
+    if (auto r = run_at_once(batches, each); !r) return r.error();
     for (uint32_t i = 1; i < threads.size(); ++i) schedule(proc.threads_[i - 1]->pid(), threads[i]);
     return Status::Ok();
   }
@@ -613,7 +607,7 @@ struct ThreadRestorer {
       return a;
     };
     for (uint32_t i = 1; i < threads.size();) {
-      CallBatch batch(b.data_address(), (kScratchPages - 1) * kPage);
+      CallBatch batch = b.batch();
       uint32_t first = i;
       for (; i < threads.size(); ++i) {
         pid_t want = options.pid == 0 ? 0 : pid_t(options.job ? threads[i].getTidInJob() : threads[i].getTid());
@@ -800,7 +794,7 @@ Result<std::unique_ptr<RestoredProcess>> RestoredProcess::build(wire::ProcessIma
   // POSIX timers, once their threads exist.
   if (Status s = restore_posix_timers(b, image, threads.tids_seen); !s) return fail(s.error());
   {  // The leader's credentials (its threads set theirs).
-    CallBatch creds(b.data_address(), (kScratchPages - 1) * kPage);
+    CallBatch creds = b.batch();
     if (!add_credentials(creds, image)) return fail(make_error(ErrorCode::kInvalid, "restore: too many groups"));
     if (auto r = creds.run(t); !r) return fail(r.error());
   }

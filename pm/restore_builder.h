@@ -56,6 +56,8 @@ class Builder {
   }
   uint64_t data_address() const { return data_; }
   Tracee& tracee() { return t_; }
+  // A batch of calls laid out in the data pages (what put() wrote there is overwritten).
+  class CallBatch batch() const;
 
  private:
   Tracee& t_;
@@ -63,10 +65,12 @@ class Builder {
 };
 
 // Calls run in one stop (Tracee::run_batch): the data their arguments point to, then their
-// table, laid out in [base, base + size) of the process's memory. `what` names each in errors.
+// table, laid out in [base, base + size) of the process's memory. `what` names each in errors,
+// after `context` ("restore: what: why").
 class CallBatch {
  public:
-  CallBatch(uint64_t base, size_t size) : base_(base), size_(size) {}
+  CallBatch(uint64_t base, size_t size, std::string context = "restore")
+      : base_(base), size_(size), context_(std::move(context)) {}
 
   // Copies bytes into the area; their address there (0 if the area is full).
   uint64_t data(const void* bytes, size_t n) {
@@ -106,7 +110,7 @@ class CallBatch {
     if (results.size() < calls_.size() || (!results.empty() && failed(results.back()) && !calls_[results.size() - 1].may_fail)) {
       size_t i = results.empty() ? 0 : results.size() - 1;
       long e = results.empty() ? -EIO : results.back();
-      return make_error(ErrorCode::kUnavailable, "restore: " + what_[i] + ": " + std::strerror(int(-e)));
+      return make_error(ErrorCode::kUnavailable, context_ + ": " + what_[i] + ": " + std::strerror(int(-e)));
     }
     return r;
   }
@@ -121,9 +125,31 @@ class CallBatch {
 
   uint64_t base_;
   size_t size_;
+  std::string context_;
   std::vector<std::byte> data_;
   std::vector<Tracee::Call> calls_;
   std::vector<std::string> what_;
 };
+
+inline CallBatch Builder::batch() const { return CallBatch(data_, (kScratchPages - 1) * kPage); }
+
+// Runs batches[i] in threads[i], all at once: every batch started, then every started one
+// waited for. Their results, or the first error (the others are still waited for).
+inline Result<std::vector<std::vector<long>>> run_at_once(std::vector<CallBatch>& batches, const std::vector<Tracee*>& threads) {
+  Status failed = Status::Ok();
+  size_t started = 0;
+  for (; started < batches.size() && started < threads.size(); ++started)
+    if (failed = batches[started].start(*threads[started]); !failed) break;
+  std::vector<std::vector<long>> results(started);
+  for (size_t i = 0; i < started; ++i) {
+    auto r = batches[i].finish(*threads[i]);
+    if (r)
+      results[i] = std::move(r).value();
+    else if (failed)
+      failed = r.error();
+  }
+  if (!failed) return failed.error();
+  return results;
+}
 
 }  // namespace ferry::pm

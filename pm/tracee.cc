@@ -256,13 +256,18 @@ Status Tracee::end_injection() {
   return Status::Ok();
 }
 
+void Tracee::note_new_thread() {
+  unsigned long tid = 0;
+  if (::ptrace(PTRACE_GETEVENTMSG, pid_, nullptr, &tid) == 0) new_threads_.push_back(pid_t(tid));
+}
+
 Status Tracee::resume_into_code(const user_regs_struct& r) {
   if (Status s = set_regs(r); !s) return s;
   if (::ptrace(PTRACE_CONT, pid_, nullptr, nullptr) != 0) return sys_error(pid_, "PTRACE_CONT", errno);
   return Status::Ok();
 }
 
-Result<user_regs_struct> Tracee::wait_code_stop(long number) {
+Result<user_regs_struct> Tracee::wait_code_stop(const std::string& what) {
   const uint64_t stopped_at = code_page_ + injected_entry().stopped;
   for (;;) {
     int status = 0;
@@ -272,13 +277,12 @@ Result<user_regs_struct> Tracee::wait_code_stop(long number) {
     }
     if (WIFEXITED(status) || WIFSIGNALED(status)) {
       attached_ = false;
-      return make_error(ErrorCode::kNotFound, who(pid_) + " died in injected syscall " + std::to_string(number));
+      return make_error(ErrorCode::kNotFound, who(pid_) + " died in " + what);
     }
     if (!WIFSTOPPED(status)) continue;
     int sig = WSTOPSIG(status), event = status >> 16;
-    if (event == PTRACE_EVENT_CLONE) {  // an injected clone made a thread (set_trace_clone)
-      unsigned long tid = 0;
-      if (::ptrace(PTRACE_GETEVENTMSG, pid_, nullptr, &tid) == 0) new_threads_.push_back(pid_t(tid));
+    if (event == PTRACE_EVENT_CLONE) {
+      note_new_thread();
     } else if (event == 0 && sig == SIGSTOP) {
       auto r = regs();
       if (!r) return r.error();
@@ -286,8 +290,7 @@ Result<user_regs_struct> Tracee::wait_code_stop(long number) {
       unblockable_ = SIGSTOP;  // someone else's: sent again once done
     } else if (event == 0) {
       // Every signal is blocked: only a fault of the code itself is delivered (a bad table).
-      return make_error(ErrorCode::kInternal, who(pid_) + ": injected code got signal " + std::to_string(sig) +
-                                                  " in syscall " + std::to_string(number));
+      return make_error(ErrorCode::kInternal, who(pid_) + ": injected code got signal " + std::to_string(sig) + " in " + what);
     }
     // PTRACE_EVENT_STOP: a stray interrupt or a group stop taken on the way; on with the code.
     if (::ptrace(PTRACE_CONT, pid_, nullptr, nullptr) != 0) return sys_error(pid_, "PTRACE_CONT", errno);
@@ -312,8 +315,7 @@ Result<user_regs_struct> Tracee::run_syscall_stops(const user_regs_struct& r, lo
       if (entered) return regs();
       entered = true;
     } else if (event == PTRACE_EVENT_CLONE) {
-      unsigned long tid = 0;
-      if (::ptrace(PTRACE_GETEVENTMSG, pid_, nullptr, &tid) == 0) new_threads_.push_back(pid_t(tid));
+      note_new_thread();
     } else if (event == 0) {
       unblockable_ = sig;  // SIGSTOP (all else is blocked): dropped here, sent again once done
     }
@@ -339,7 +341,7 @@ Result<long> Tracee::syscall(long number, uint64_t a1, uint64_t a2, uint64_t a3,
   if (code_page_) {
     r.rip = code_page_ + injected_entry().single;
     if (Status s = resume_into_code(r); !s) return s.error();
-    auto after = wait_code_stop(number);
+    auto after = wait_code_stop("injected syscall " + std::to_string(number));
     if (!after) return after.error();
     result = long(after.value().r12);
   } else {
@@ -374,7 +376,7 @@ Status Tracee::start_batch(uint64_t table, std::span<const Call> calls) {
 }
 
 Result<std::vector<long>> Tracee::finish_batch() {
-  auto after = wait_code_stop(batch_calls_ ? long(batch_calls_) : 0);
+  auto after = wait_code_stop("a batch of " + std::to_string(batch_calls_) + " injected calls");
   if (!after) return after.error();
   size_t left = size_t(after.value().rbp), made = batch_calls_ - left + (left > 0 ? 1 : 0);
   std::vector<uint64_t> words(made * kInjectedCallBytes / 8);

@@ -139,7 +139,8 @@ class Tracee {
   // Lets the thread run injected code from `regs` until it stops itself (code page), or through
   // one system call's entry and exit stops (syscall site); its registers then.
   Status resume_into_code(const user_regs_struct& regs);
-  Result<user_regs_struct> wait_code_stop(long number);
+  Result<user_regs_struct> wait_code_stop(const std::string& what);  // `what` runs, for errors
+  void note_new_thread();  // at a PTRACE_EVENT_CLONE stop: for take_new_thread()
   Result<user_regs_struct> run_syscall_stops(const user_regs_struct& regs, long number);
 
   pid_t pid_;
